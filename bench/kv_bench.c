@@ -1,0 +1,602 @@
+/* kv_bench.c -- what the store seam delivers on this machine: group commit and point reads.
+ *
+ * A program that prints numbers, not a timed test. Phases, in order:
+ *   0. the disk's raw rate: 4 KiB write + fdatasync in a loop (append and overwrite), so the
+ *      group-commit ratio of phase 1 can be read against it;
+ *   1. for each committer count: that many concurrent committers, each committing one small
+ *      write (16-byte key unique per committer and sequence number, 100-byte value) after
+ *      the other, with the FoundationDB retry loop on fdb_transaction_on_error; commits/s,
+ *      p50/p99/p99.9 of the commit latency (commit call to future ready, monotonic clock),
+ *      and the number of distinct commit versions, which is the number of groups (one fsync
+ *      each) the engine made;
+ *   2. a read dataset loaded in batches, then reader threads doing uniform random point gets
+ *      in transactions renewed every READS_PER_TRANSACTION reads (read versions expire after
+ *      5 s), once with serializable and once with snapshot reads.
+ *
+ * Two committer clients (--client):
+ *   callback: the default. Each committer is a state machine driven by future callbacks on
+ *             the store's network thread (issue -> committing -> [retrying ->] issue ...),
+ *             which is how FoundationDB's own bindings drive many outstanding operations
+ *             from one thread; no thread per committer, no context switch per commit.
+ *   threads:  one OS thread per committer blocking on its commit future. With 256 threads
+ *             on 2 cores every commit costs a futex wake-up and a context switch; the
+ *             context switches per commit are printed so that cost is visible.
+ *
+ * Every phase runs a warm-up (not counted) and then a measurement window of --seconds; a
+ * commit counts when its future becomes ready inside the window. Each figure gets one
+ * human-readable line; the last lines are `RESULT name=value`, for scripts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kv/embedded.h"
+#include "kv/fdb_api.h"
+#include "kv/fdb_loader.h"
+#include "kv/retry.h"
+
+#define KEY_LEN 16
+#define VALUE_LEN 100
+#define MAX_COMMITTER_COUNTS 16
+#define MAX_COMMITTERS 65535 /* four hex digits of the key */
+#define READS_PER_TRANSACTION 1000
+#define LOAD_BATCH_KEYS 1000
+#define FSYNC_PROBE_NS 1000000000ull
+#define FSYNC_BLOCK 4096
+#define MAX_RESULTS 64
+#define COMMITTER_STACK_BYTES (256u << 10)
+
+/* Every key the benchmark writes starts with this prefix (cleared at the end on a cluster). */
+static const char KEY_PREFIX[] = "kb";
+
+/* The issue's targets, printed beside the figures they judge. */
+#define TARGET_COMMITS_PER_S 20000.0
+#define TARGET_COMMITTERS 256
+#define TARGET_READS_PER_S 1000000.0
+
+enum client_mode { CLIENT_CALLBACK, CLIENT_THREADS };
+
+struct bench_options {
+    const char *data_dir; /* NULL: a mkdtemp directory removed at the end */
+    int seconds;
+    double warmup_seconds;
+    int committers[MAX_COMMITTER_COUNTS];
+    int committer_counts;
+    int read_threads;
+    int keys;
+    enum client_mode client;
+    int use_fdb;
+    const char *cluster_file;
+    int skip_fsync_probe;
+};
+
+struct result {
+    char name[64];
+    double value;
+};
+
+/* The run's context: the provider, the network thread, the database and the results. */
+struct bench {
+    struct bench_options opt;
+    const struct kv_api *api;
+    struct kv_api loaded_api; /* filled by fdb_loader_open for --backend=fdb */
+    pthread_t network_thread;
+    int network_started;
+    FDBDatabase *db;
+    char data_dir[512];
+    int remove_data_dir;
+    uint8_t value[VALUE_LEN];
+    double fsync_append_per_s; /* 0 when not measured */
+    struct result results[MAX_RESULTS];
+    int result_count;
+    int failed; /* a phase hit a non-retryable error */
+};
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_until_ns(uint64_t deadline)
+{
+    for (uint64_t now = now_ns(); now < deadline; now = now_ns()) {
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static uint64_t xorshift64(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+static void add_result(struct bench *b, const char *name, double value)
+{
+    if (b->result_count == MAX_RESULTS)
+        return;
+    struct result *r = &b->results[b->result_count++];
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    r->value = value;
+}
+
+/* CPU seconds (user + system) and context switches of the whole process so far. */
+struct usage {
+    double cpu_s;
+    long context_switches;
+};
+
+static struct usage usage_now(void)
+{
+    struct rusage ru;
+    struct usage u = {0, 0};
+    if (getrusage(RUSAGE_SELF, &ru) == 0) {
+        u.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+        u.context_switches = ru.ru_nvcsw + ru.ru_nivcsw;
+    }
+    return u;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile (p in (0, 1]) of a sorted array of n > 0 values. */
+static uint64_t percentile(const uint64_t *sorted, size_t n, double p)
+{
+    size_t rank = (size_t)(p * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return sorted[rank - 1];
+}
+
+/* ---- the machine ---- */
+
+static void print_header(const struct bench *b)
+{
+    struct utsname u;
+    char cpu[128] = "unknown";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[256];
+        while (fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                const char *colon = strchr(line, ':');
+                if (colon) {
+                    snprintf(cpu, sizeof(cpu), "%s", colon + 2);
+                    cpu[strcspn(cpu, "\n")] = 0;
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (uname(&u) != 0)
+        memset(&u, 0, sizeof(u));
+    printf("kv_bench: machine: nproc=%ld kernel=%s %s %s cpu=\"%s\"\n",
+           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, cpu);
+    printf("kv_bench: backend=%s data-dir=%s%s seconds=%d warmup=%.1f client=%s "
+           "reads-threads=%d keys=%d committers=",
+           b->api->name, b->data_dir, b->remove_data_dir ? " (temporary)" : "", b->opt.seconds,
+           b->opt.warmup_seconds, b->opt.client == CLIENT_CALLBACK ? "callback" : "threads",
+           b->opt.read_threads, b->opt.keys);
+    for (int i = 0; i < b->opt.committer_counts; i++)
+        printf("%s%d", i ? "," : "", b->opt.committers[i]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---- phase 0: the disk's raw fdatasync rate ---- */
+
+/* fdatasync()s per second of 4 KiB writes to a file in dir for about one second: appended
+ * (the file grows, as a write-ahead log does) when append, else overwriting one block.
+ * Returns -1 on an I/O error (printed). */
+static double fsync_probe(const char *dir, int append)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/fsync-probe", dir);
+    int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    if (fd < 0) {
+        fprintf(stderr, "kv_bench: open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    static uint8_t block[FSYNC_BLOCK];
+    memset(block, 0x5a, sizeof(block));
+    uint64_t count = 0;
+    double rate = -1;
+    /* The overwrite case starts from an allocated, synced block. */
+    if (!append && (pwrite(fd, block, sizeof(block), 0) != (ssize_t)sizeof(block) ||
+                    fdatasync(fd) != 0))
+        goto out;
+    uint64_t start = now_ns(), now = start;
+    while (now - start < FSYNC_PROBE_NS) {
+        off_t offset = append ? (off_t)(count * FSYNC_BLOCK) : 0;
+        if (pwrite(fd, block, sizeof(block), offset) != (ssize_t)sizeof(block) ||
+            fdatasync(fd) != 0)
+            goto out;
+        count++;
+        now = now_ns();
+    }
+    rate = (double)count / ((double)(now - start) / 1e9);
+out:
+    if (rate < 0)
+        fprintf(stderr, "kv_bench: fsync probe: %s\n", strerror(errno));
+    close(fd);
+    unlink(path);
+    return rate;
+}
+
+static void phase_fsync(struct bench *b)
+{
+    double append = fsync_probe(b->data_dir, 1);
+    double overwrite = fsync_probe(b->data_dir, 0);
+    printf("disk: %.0f fdatasync/s appending 4 KiB (WAL-like), %.0f fdatasync/s overwriting "
+           "4 KiB, in %s\n",
+           append, overwrite, b->data_dir);
+    add_result(b, "fsync_append_per_s", append);
+    add_result(b, "fsync_overwrite_per_s", overwrite);
+    b->fsync_append_per_s = append > 0 ? append : 0;
+}
+
+/* ---- phase 1: concurrent committers ---- */
+
+/* One measured commit. */
+struct sample {
+    uint64_t latency_ns;
+    int64_t version; /* the commit version: commits sharing one were one group */
+};
+
+struct commit_phase;
+
+/* A committer. Callback client states (one future outstanding at a time, so the committer
+ * is touched by one thread at a time: whichever runs its current callback):
+ *   ISSUE --commit--> COMMITTING --ok--> ISSUE (next sequence number) or DONE (window over)
+ *                                --error--> RETRYING --ok--> ISSUE (same key)
+ *                                                    --error--> DONE (phase fails) */
+struct committer {
+    struct commit_phase *phase;
+    int id;
+    FDBTransaction *tr;
+    uint64_t seq;
+    uint64_t commit_start_ns;
+    struct sample *samples;
+    size_t sample_count, sample_cap;
+    uint64_t retries;
+    pthread_t thread; /* threads client */
+};
+
+struct commit_phase {
+    struct bench *bench;
+    int phase_number; /* in the key, so every phase writes new keys */
+    int count;
+    struct committer *committers;
+    uint64_t window_begin_ns, window_end_ns;
+    /* Callback client: committers still running; main waits on cv for 0. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int running;
+    atomic_int error; /* first non-retryable error, 0 if none */
+};
+
+static void committer_record(struct committer *c, uint64_t done_ns)
+{
+    struct commit_phase *p = c->phase;
+    if (done_ns < p->window_begin_ns || done_ns >= p->window_end_ns)
+        return;
+    if (c->sample_count == c->sample_cap) {
+        c->sample_cap = c->sample_cap ? c->sample_cap * 2 : 1024;
+        c->samples = realloc(c->samples, c->sample_cap * sizeof(*c->samples));
+        if (!c->samples)
+            abort();
+    }
+    struct sample *s = &c->samples[c->sample_count++];
+    s->latency_ns = done_ns - c->commit_start_ns;
+    s->version = -1;
+    if (p->bench->api->transaction_get_committed_version(c->tr, &s->version) != 0)
+        s->version = -1;
+}
+
+/* Writes this committer's current key ("kb" phase committer seq: 16 bytes) and value. */
+static void committer_write(struct committer *c)
+{
+    char key[KEY_LEN + 1];
+    snprintf(key, sizeof(key), "%s%c%04x%09" PRIx64, KEY_PREFIX, 'a' + c->phase->phase_number,
+             (unsigned)c->id, c->seq & 0xfffffffffull);
+    c->phase->bench->api->transaction_set(c->tr, (const uint8_t *)key, KEY_LEN,
+                                          c->phase->bench->value, VALUE_LEN);
+}
+
+static void fail_phase(struct commit_phase *p, fdb_error_t err)
+{
+    int expected = 0;
+    atomic_compare_exchange_strong(&p->error, &expected, err);
+}
+
+/* -- callback client; the callbacks run on the network thread and never block -- */
+
+static void committer_issue(struct committer *c);
+
+static void committer_finish(struct committer *c)
+{
+    struct commit_phase *p = c->phase;
+    pthread_mutex_lock(&p->mu);
+    if (--p->running == 0)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void committer_on_retry(FDBFuture *f, void *arg)
+{
+    struct committer *c = arg;
+    const struct kv_api *api = c->phase->bench->api;
+    fdb_error_t err = api->future_get_error(f);
+    api->future_destroy(f);
+    if (err) {
+        fail_phase(c->phase, err);
+        committer_finish(c);
+        return;
+    }
+    committer_issue(c); /* same sequence number: the same key again */
+}
+
+static void committer_on_commit(FDBFuture *f, void *arg)
+{
+    struct committer *c = arg;
+    const struct kv_api *api = c->phase->bench->api;
+    uint64_t done = now_ns();
+    fdb_error_t err = api->future_get_error(f);
+    api->future_destroy(f);
+    if (err) {
+        c->retries++;
+        fdb_error_t set_err =
+            api->future_set_callback(api->transaction_on_error(c->tr, err), committer_on_retry, c);
+        if (set_err) {
+            fail_phase(c->phase, set_err);
+            committer_finish(c);
+        }
+        return;
+    }
+    committer_record(c, done);
+    c->seq++;
+    if (done >= c->phase->window_end_ns || atomic_load(&c->phase->error)) {
+        committer_finish(c);
+        return;
+    }
+    api->transaction_reset(c->tr);
+    committer_issue(c);
+}
+
+static void committer_issue(struct committer *c)
+{
+    const struct kv_api *api = c->phase->bench->api;
+    committer_write(c);
+    c->commit_start_ns = now_ns();
+    fdb_error_t err =
+        api->future_set_callback(api->transaction_commit(c->tr), committer_on_commit, c);
+    if (err) {
+        fail_phase(c->phase, err);
+        committer_finish(c);
+    }
+}
+
+/* Issues every committer's first commit; from then on they run on the network thread. */
+static void start_callback_committers(struct commit_phase *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->running = p->count;
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < p->count; i++)
+        committer_issue(&p->committers[i]);
+}
+
+/* Waits until every committer has stopped (DONE). */
+static void wait_callback_committers(struct commit_phase *p)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->running > 0)
+        pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* -- threads client: one blocking thread per committer -- */
+
+static void *committer_thread_main(void *arg)
+{
+    struct committer *c = arg;
+    struct commit_phase *p = c->phase;
+    const struct kv_api *api = p->bench->api;
+    while (!atomic_load(&p->error)) {
+        committer_write(c);
+        c->commit_start_ns = now_ns();
+        FDBFuture *f = api->transaction_commit(c->tr);
+        fdb_error_t err = kv_wait(api, f);
+        uint64_t done = now_ns();
+        api->future_destroy(f);
+        if (err) {
+            c->retries++;
+            f = api->transaction_on_error(c->tr, err);
+            err = kv_wait(api, f);
+            api->future_destroy(f);
+            if (err) {
+                fail_phase(p, err);
+                break;
+            }
+            continue; /* same key again */
+        }
+        committer_record(c, done);
+        c->seq++;
+        if (done >= p->window_end_ns)
+            break;
+        api->transaction_reset(c->tr);
+    }
+    return NULL;
+}
+
+/* Starts one thread per committer; returns how many started (all, unless out of threads:
+ * then the phase is failed and the started ones stop at once). */
+static int start_thread_committers(struct commit_phase *p)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, COMMITTER_STACK_BYTES);
+    int started = 0;
+    for (; started < p->count; started++) {
+        struct committer *c = &p->committers[started];
+        if (pthread_create(&c->thread, &attr, committer_thread_main, c) != 0) {
+            fprintf(stderr, "kv_bench: cannot start committer thread %d\n", started);
+            fail_phase(p, FDB_ERR_INTERNAL_ERROR);
+            break;
+        }
+    }
+    pthread_attr_destroy(&attr);
+    return started;
+}
+
+/* Runs `count` committers for the warm-up and the window, then prints and records. */
+static void phase_commit(struct bench *b, int phase_number, int count)
+{
+    const struct kv_api *api = b->api;
+    struct commit_phase p;
+    memset(&p, 0, sizeof(p));
+    p.bench = b;
+    p.phase_number = phase_number;
+    p.count = count;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    p.committers = calloc((size_t)count, sizeof(*p.committers));
+    if (!p.committers)
+        abort();
+    for (int i = 0; i < count; i++) {
+        struct committer *c = &p.committers[i];
+        c->phase = &p;
+        c->id = i;
+        fdb_error_t err = api->database_create_transaction(b->db, &c->tr);
+        if (err) {
+            fprintf(stderr, "kv_bench: create_transaction: %s\n", api->get_error(err));
+            exit(1);
+        }
+    }
+
+    uint64_t start = now_ns();
+    p.window_begin_ns = start + (uint64_t)(b->opt.warmup_seconds * 1e9);
+    p.window_end_ns = p.window_begin_ns + (uint64_t)b->opt.seconds * 1000000000u;
+    /* CPU and context switches are taken over the window only (the client keeps running
+     * until every committer's last commit is back, a little past the window's end). */
+    int started = 0;
+    if (b->opt.client == CLIENT_CALLBACK)
+        start_callback_committers(&p);
+    else
+        started = start_thread_committers(&p);
+    sleep_until_ns(p.window_begin_ns);
+    struct usage u0 = usage_now();
+    sleep_until_ns(p.window_end_ns);
+    struct usage u1 = usage_now();
+    if (b->opt.client == CLIENT_CALLBACK)
+        wait_callback_committers(&p);
+    else
+        for (int i = 0; i < started; i++)
+            pthread_join(p.committers[i].thread, NULL);
+
+    size_t n = 0;
+    uint64_t retries = 0;
+    for (int i = 0; i < count; i++) {
+        n += p.committers[i].sample_count;
+        retries += p.committers[i].retries;
+    }
+    uint64_t *latencies = malloc((n ? n : 1) * sizeof(*latencies));
+    uint64_t *versions = malloc((n ? n : 1) * sizeof(*versions));
+    if (!latencies || !versions)
+        abort();
+    size_t k = 0;
+    for (int i = 0; i < count; i++) {
+        struct committer *c = &p.committers[i];
+        for (size_t j = 0; j < c->sample_count; j++, k++) {
+            latencies[k] = c->samples[j].latency_ns;
+            versions[k] = (uint64_t)c->samples[j].version;
+        }
+        free(c->samples);
+        api->transaction_destroy(c->tr);
+    }
+    qsort(latencies, n, sizeof(*latencies), compare_u64);
+    qsort(versions, n, sizeof(*versions), compare_u64);
+    size_t groups = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || versions[i] != versions[i - 1])
+            groups++;
+
+    double window_s = (double)(p.window_end_ns - p.window_begin_ns) / 1e9;
+    double rate = (double)n / window_s;
+    double p50 = n ? (double)percentile(latencies, n, 0.50) / 1e6 : 0;
+    double p99 = n ? (double)percentile(latencies, n, 0.99) / 1e6 : 0;
+    double p999 = n ? (double)percentile(latencies, n, 0.999) / 1e6 : 0;
+    double max = n ? (double)latencies[n - 1] / 1e6 : 0;
+    double groups_per_s = (double)groups / window_s;
+    double per_group = groups ? (double)n / (double)groups : 0;
+    double cores = (u1.cpu_s - u0.cpu_s) / window_s;
+    double switches_per_commit = n ? (double)(u1.context_switches - u0.context_switches) / (double)n : 0;
+
+    printf("commit: committers=%-4d %9.0f commits/s  p50=%.3f ms  p99=%.3f ms  p99.9=%.3f ms  "
+           "max=%.3f ms  (%zu commits in %.1f s, %" PRIu64 " retries)\n",
+           count, rate, p50, p99, p999, max, n, window_s, retries);
+    printf("commit: committers=%-4d %9.0f groups/s (distinct commit versions = fsyncs), "
+           "%.1f commits/group",
+           count, groups_per_s, per_group);
+    if (b->fsync_append_per_s > 0)
+        printf(", %.2fx the disk's raw fsync rate", rate / b->fsync_append_per_s);
+    printf("; process cpu %.2f cores, %.2f context switches/commit\n", cores, switches_per_commit);
+    if (count == TARGET_COMMITTERS)
+        printf("commit: target >= %.0f commits/s at %d committers: %s\n", TARGET_COMMITS_PER_S,
+               TARGET_COMMITTERS, rate >= TARGET_COMMITS_PER_S ? "met" : "MISSED");
+    fflush(stdout);
+
+    char name[64];
+    snprintf(name, sizeof(name), "commit_%d_per_s", count);
+    add_result(b, name, rate);
+    snprintf(name, sizeof(name), "commit_%d_p50_ms", count);
+    add_result(b, name, p50);
+    snprintf(name, sizeof(name), "commit_%d_p99_ms", count);
+    add_result(b, name, p99);
+    snprintf(name, sizeof(name), "commit_%d_p999_ms", count);
+    add_result(b, name, p999);
+    snprintf(name, sizeof(name), "commit_%d_groups_per_s", count);
+    add_result(b, name, groups_per_s);
+    snprintf(name, sizeof(name), "commit_%d_retries", count);
+    add_result(b, name, (double)retries);
+
+    int err = atomic_load(&p.error);
+    if (err) {
+        fprintf(stderr, "kv_bench: commit phase failed: %d %s\n", err, api->get_error(err));
+        b->failed = 1;
+    }
+    free(latencies);
+    free(versions);
+    free(p.committers);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+}
