@@ -141,22 +141,50 @@ static void add_result(struct bench *b, const char *name, double value)
     r->value = value;
 }
 
-/* CPU seconds (user + system) and context switches of the whole process so far. */
+/* CPU seconds (user + system) and context switches of the whole process so far, and the
+ * busy CPU seconds of the whole machine (from /proc/stat; 0 where unreadable): the
+ * difference is what other processes took, which makes a noisy run visible. */
 struct usage {
     double cpu_s;
     long context_switches;
+    double machine_busy_s;
 };
+
+static double machine_busy_seconds(void)
+{
+    unsigned long long user, nice, system, idle, iowait, irq, softirq, steal;
+    double busy = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f)
+        return 0;
+    if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle,
+               &iowait, &irq, &softirq, &steal) == 8)
+        busy = (double)(user + nice + system + irq + softirq + steal) /
+               (double)sysconf(_SC_CLK_TCK);
+    fclose(f);
+    return busy;
+}
 
 static struct usage usage_now(void)
 {
     struct rusage ru;
-    struct usage u = {0, 0};
+    struct usage u = {0, 0, machine_busy_seconds()};
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         u.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
         u.context_switches = ru.ru_nvcsw + ru.ru_nivcsw;
     }
     return u;
+}
+
+/* Cores used by this process and by everything else between u0 and u1 (seconds apart). */
+static void usage_cores(struct usage u0, struct usage u1, double seconds, double *self,
+                        double *others)
+{
+    *self = (u1.cpu_s - u0.cpu_s) / seconds;
+    *others = (u1.machine_busy_s - u0.machine_busy_s) / seconds - *self;
+    if (*others < 0)
+        *others = 0; /* the two clocks tick at different granularities */
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -199,8 +227,12 @@ static void print_header(const struct bench *b)
     }
     if (uname(&u) != 0)
         memset(&u, 0, sizeof(u));
-    printf("kv_bench: machine: nproc=%ld kernel=%s %s %s cpu=\"%s\"\n",
-           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, cpu);
+    double load[3] = {0, 0, 0};
+    if (getloadavg(load, 3) != 3)
+        load[0] = load[1] = load[2] = 0;
+    printf("kv_bench: machine: nproc=%ld kernel=%s %s %s cpu=\"%s\" loadavg=%.2f,%.2f,%.2f\n",
+           sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, cpu, load[0],
+           load[1], load[2]);
     printf("kv_bench: backend=%s data-dir=%s%s seconds=%d warmup=%.1f client=%s "
            "reads-threads=%d keys=%d committers=",
            b->api->name, b->data_dir, b->remove_data_dir ? " (temporary)" : "", b->opt.seconds,
@@ -327,7 +359,7 @@ static void committer_write(struct committer *c)
 {
     char key[KEY_LEN + 1];
     snprintf(key, sizeof(key), "%s%c%04x%09" PRIx64, KEY_PREFIX, 'a' + c->phase->phase_number,
-             (unsigned)c->id, c->seq & 0xfffffffffull);
+             (unsigned)c->id, (uint64_t)(c->seq & 0xfffffffffull));
     c->phase->bench->api->transaction_set(c->tr, (const uint8_t *)key, KEY_LEN,
                                           c->phase->bench->value, VALUE_LEN);
 }
@@ -558,7 +590,8 @@ static void phase_commit(struct bench *b, int phase_number, int count)
     double max = n ? (double)latencies[n - 1] / 1e6 : 0;
     double groups_per_s = (double)groups / window_s;
     double per_group = groups ? (double)n / (double)groups : 0;
-    double cores = (u1.cpu_s - u0.cpu_s) / window_s;
+    double cores, others;
+    usage_cores(u0, u1, window_s, &cores, &others);
     double switches_per_commit = n ? (double)(u1.context_switches - u0.context_switches) / (double)n : 0;
 
     printf("commit: committers=%-4d %9.0f commits/s  p50=%.3f ms  p99=%.3f ms  p99.9=%.3f ms  "
@@ -569,7 +602,8 @@ static void phase_commit(struct bench *b, int phase_number, int count)
            count, groups_per_s, per_group);
     if (b->fsync_append_per_s > 0)
         printf(", %.2fx the disk's raw fsync rate", rate / b->fsync_append_per_s);
-    printf("; process cpu %.2f cores, %.2f context switches/commit\n", cores, switches_per_commit);
+    printf("; cpu %.2f cores (other processes %.2f), %.2f context switches/commit\n", cores,
+           others, switches_per_commit);
     if (count == TARGET_COMMITTERS)
         printf("commit: target >= %.0f commits/s at %d committers: %s\n", TARGET_COMMITS_PER_S,
                TARGET_COMMITTERS, rate >= TARGET_COMMITS_PER_S ? "met" : "MISSED");
@@ -599,4 +633,482 @@ static void phase_commit(struct bench *b, int phase_number, int count)
     free(p.committers);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
+}
+
+/* ---- phase 2: point reads ---- */
+
+/* Read key number i: "kbr" and 13 hex digits (16 bytes), formatted without printf so the
+ * client's cost per read stays small. */
+static void read_key(uint8_t *key, uint64_t i)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(key, KEY_PREFIX, 2);
+    key[2] = 'r';
+    for (int d = KEY_LEN - 1; d >= 3; d--, i >>= 4)
+        key[d] = (uint8_t)hex[i & 15];
+}
+
+struct load_batch {
+    const struct bench *bench;
+    int first, count;
+};
+
+static fdb_error_t load_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    const struct load_batch *lb = arg;
+    uint8_t key[KEY_LEN];
+    for (int i = lb->first; i < lb->first + lb->count; i++) {
+        read_key(key, (uint64_t)i);
+        api->transaction_set(tr, key, KEY_LEN, lb->bench->value, VALUE_LEN);
+    }
+    return 0;
+}
+
+/* Writes the read dataset, LOAD_BATCH_KEYS keys per transaction. Returns 0 or an error. */
+static fdb_error_t phase_load(struct bench *b)
+{
+    uint64_t start = now_ns();
+    for (int first = 0; first < b->opt.keys; first += LOAD_BATCH_KEYS) {
+        struct load_batch lb = {b, first, b->opt.keys - first};
+        if (lb.count > LOAD_BATCH_KEYS)
+            lb.count = LOAD_BATCH_KEYS;
+        fdb_error_t err = kv_transact(b->api, b->db, load_body, &lb, NULL);
+        if (err)
+            return err;
+    }
+    double s = (double)(now_ns() - start) / 1e9;
+    printf("load: %d keys (%d-byte keys, %d-byte values) in %.2f s, %.0f keys/s in "
+           "transactions of %d\n",
+           b->opt.keys, KEY_LEN, VALUE_LEN, s, (double)b->opt.keys / s, LOAD_BATCH_KEYS);
+    add_result(b, "load_keys_per_s", (double)b->opt.keys / s);
+    fflush(stdout);
+    return 0;
+}
+
+struct read_phase;
+
+struct reader {
+    struct read_phase *phase;
+    pthread_t thread;
+    uint64_t rng;
+    uint64_t window_reads;
+    double window_s; /* the reader's own measured span inside the window */
+    uint64_t misses;  /* keys absent or of the wrong size: must stay 0 */
+    uint64_t retries;
+};
+
+struct read_phase {
+    struct bench *bench;
+    int snapshot;
+    uint64_t window_begin_ns, window_end_ns;
+    atomic_int error;
+};
+
+/* READS_PER_TRANSACTION uniform random point gets in tr; adds them to *reads. Returns 0 or
+ * the first error (the caller retries through on_error). */
+static fdb_error_t read_batch(struct reader *r, FDBTransaction *tr, uint64_t *reads)
+{
+    const struct kv_api *api = r->phase->bench->api;
+    uint64_t keys = (uint64_t)r->phase->bench->opt.keys;
+    uint8_t key[KEY_LEN];
+    for (int i = 0; i < READS_PER_TRANSACTION; i++) {
+        read_key(key, xorshift64(&r->rng) % keys);
+        FDBFuture *f = api->transaction_get(tr, key, KEY_LEN, r->phase->snapshot);
+        fdb_error_t err = kv_wait(api, f);
+        fdb_bool_t present = 0;
+        const uint8_t *value = NULL;
+        int value_len = 0;
+        if (!err)
+            err = api->future_get_value(f, &present, &value, &value_len);
+        api->future_destroy(f);
+        if (err)
+            return err;
+        if (!present || value_len != VALUE_LEN)
+            r->misses++;
+        (*reads)++;
+    }
+    return 0;
+}
+
+/* A reader thread: a fresh transaction (new read version) every READS_PER_TRANSACTION
+ * reads, until the window closes; counts the reads between its first clock reading inside
+ * the window and its last. */
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    struct read_phase *p = r->phase;
+    const struct kv_api *api = p->bench->api;
+    FDBTransaction *tr;
+    fdb_error_t err = api->database_create_transaction(p->bench->db, &tr);
+    if (err) {
+        int expected = 0;
+        atomic_compare_exchange_strong(&p->error, &expected, err);
+        return NULL;
+    }
+    uint64_t reads = 0, begin_reads = 0, begin_ns = 0, now;
+    int counting = 0;
+    for (;;) {
+        now = now_ns();
+        if (!counting && now >= p->window_begin_ns) {
+            counting = 1;
+            begin_reads = reads;
+            begin_ns = now;
+        }
+        if (now >= p->window_end_ns || atomic_load(&p->error))
+            break;
+        api->transaction_reset(tr);
+        err = read_batch(r, tr, &reads);
+        if (err) {
+            r->retries++;
+            FDBFuture *f = api->transaction_on_error(tr, err);
+            err = kv_wait(api, f);
+            api->future_destroy(f);
+            if (err) {
+                int expected = 0;
+                atomic_compare_exchange_strong(&p->error, &expected, err);
+                break;
+            }
+        }
+    }
+    if (counting) {
+        r->window_reads = reads - begin_reads;
+        r->window_s = (double)(now - begin_ns) / 1e9;
+    }
+    api->transaction_destroy(tr);
+    return NULL;
+}
+
+static void phase_read(struct bench *b, int snapshot)
+{
+    const struct kv_api *api = b->api;
+    int count = b->opt.read_threads;
+    struct read_phase p;
+    memset(&p, 0, sizeof(p));
+    p.bench = b;
+    p.snapshot = snapshot;
+    struct reader *readers = calloc((size_t)count, sizeof(*readers));
+    if (!readers)
+        abort();
+    uint64_t start = now_ns();
+    p.window_begin_ns = start + (uint64_t)(b->opt.warmup_seconds * 1e9);
+    p.window_end_ns = p.window_begin_ns + (uint64_t)b->opt.seconds * 1000000000u;
+    int started = 0;
+    for (; started < count; started++) {
+        struct reader *r = &readers[started];
+        r->phase = &p;
+        r->rng = 0x9e3779b97f4a7c15ull * (uint64_t)(started + 1) ^ start;
+        if (!r->rng)
+            r->rng = 1;
+        if (pthread_create(&r->thread, NULL, reader_main, r) != 0) {
+            fprintf(stderr, "kv_bench: cannot start reader thread %d\n", started);
+            b->failed = 1;
+            break;
+        }
+    }
+    sleep_until_ns(p.window_begin_ns);
+    struct usage u0 = usage_now();
+    sleep_until_ns(p.window_end_ns);
+    struct usage u1 = usage_now();
+    double rate = 0;
+    uint64_t misses = 0, retries = 0, reads = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(readers[i].thread, NULL);
+        if (readers[i].window_s > 0)
+            rate += (double)readers[i].window_reads / readers[i].window_s;
+        reads += readers[i].window_reads;
+        misses += readers[i].misses;
+        retries += readers[i].retries;
+    }
+    double window_s = (double)(p.window_end_ns - p.window_begin_ns) / 1e9;
+    double cores, others;
+    usage_cores(u0, u1, window_s, &cores, &others);
+    const char *kind = snapshot ? "snapshot" : "serializable";
+    printf("read: threads=%d %-12s %10.0f point reads/s (%.0f per thread, %.2f us/read/thread)"
+           "  %" PRIu64 " reads, %" PRIu64 " misses, %" PRIu64 " retries; cpu %.2f cores "
+           "(other processes %.2f)\n",
+           started, kind, rate, started ? rate / started : 0,
+           rate > 0 ? 1e6 * started / rate : 0, reads, misses, retries, cores, others);
+    printf("read: target >= %.0f %s point reads/s from %d threads: %s\n", TARGET_READS_PER_S,
+           kind, started, rate >= TARGET_READS_PER_S ? "met" : "MISSED");
+    fflush(stdout);
+    add_result(b, snapshot ? "snapshot_reads_per_s" : "reads_per_s", rate);
+    int err = atomic_load(&p.error);
+    if (err) {
+        fprintf(stderr, "kv_bench: read phase failed: %d %s\n", err, api->get_error(err));
+        b->failed = 1;
+    }
+    if (misses) {
+        fprintf(stderr, "kv_bench: %" PRIu64 " reads did not find the loaded value\n", misses);
+        b->failed = 1;
+    }
+    free(readers);
+}
+
+/* ---- set-up and tear-down ---- */
+
+static void usage_exit(const char *argv0, int code)
+{
+    fprintf(code ? stderr : stdout,
+            "usage: %s [options]\n"
+            "  --data-dir DIR       where the embedded store and the fsync probe live\n"
+            "                       (default: a temporary directory, removed at the end)\n"
+            "  --seconds N          measurement window of each phase (default 5)\n"
+            "  --warmup SECONDS     uncounted run before each window (default 1)\n"
+            "  --committers LIST    concurrent committer counts (default 1,16,256)\n"
+            "  --client MODE        callback (state machines on the network thread, default)\n"
+            "                       or threads (one blocking thread per committer)\n"
+            "  --reads-threads N    point-read threads (default 2)\n"
+            "  --keys N             size of the read dataset (default 100000)\n"
+            "  --backend NAME       embedded (default) or fdb (libfdb_c, loaded at run time)\n"
+            "  --cluster-file PATH  FoundationDB cluster file (--backend=fdb; default: fdb's)\n"
+            "  --no-fsync-probe     skip the raw fdatasync measurement\n",
+            argv0);
+    exit(code);
+}
+
+static int parse_positive(const char *s, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void parse_options(int argc, char **argv, struct bench_options *o)
+{
+    enum {
+        OPT_DATA_DIR = 256, OPT_SECONDS, OPT_WARMUP, OPT_COMMITTERS, OPT_CLIENT,
+        OPT_READS_THREADS, OPT_KEYS, OPT_BACKEND, OPT_CLUSTER_FILE, OPT_NO_FSYNC, OPT_HELP
+    };
+    static const struct option longopts[] = {
+        {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+        {"seconds", required_argument, NULL, OPT_SECONDS},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"committers", required_argument, NULL, OPT_COMMITTERS},
+        {"client", required_argument, NULL, OPT_CLIENT},
+        {"reads-threads", required_argument, NULL, OPT_READS_THREADS},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"backend", required_argument, NULL, OPT_BACKEND},
+        {"cluster-file", required_argument, NULL, OPT_CLUSTER_FILE},
+        {"no-fsync-probe", no_argument, NULL, OPT_NO_FSYNC},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->seconds = 5;
+    o->warmup_seconds = 1.0;
+    o->committers[0] = 1;
+    o->committers[1] = 16;
+    o->committers[2] = 256;
+    o->committer_counts = 3;
+    o->read_threads = 2;
+    o->keys = 100000;
+    o->client = CLIENT_CALLBACK;
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_DATA_DIR:
+            o->data_dir = optarg;
+            break;
+        case OPT_SECONDS:
+            if (parse_positive(optarg, 3600, &v))
+                usage_exit(argv[0], 2);
+            o->seconds = (int)v;
+            break;
+        case OPT_WARMUP: {
+            char *end;
+            o->warmup_seconds = strtod(optarg, &end);
+            if (end == optarg || *end || o->warmup_seconds < 0 || o->warmup_seconds > 600)
+                usage_exit(argv[0], 2);
+            break;
+        }
+        case OPT_COMMITTERS: {
+            o->committer_counts = 0;
+            char *copy = strdup(optarg), *save = NULL;
+            if (!copy)
+                abort();
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o->committer_counts == MAX_COMMITTER_COUNTS ||
+                    parse_positive(t, MAX_COMMITTERS, &v))
+                    usage_exit(argv[0], 2);
+                o->committers[o->committer_counts++] = (int)v;
+            }
+            free(copy);
+            if (o->committer_counts == 0)
+                usage_exit(argv[0], 2);
+            break;
+        }
+        case OPT_CLIENT:
+            if (strcmp(optarg, "callback") == 0)
+                o->client = CLIENT_CALLBACK;
+            else if (strcmp(optarg, "threads") == 0)
+                o->client = CLIENT_THREADS;
+            else
+                usage_exit(argv[0], 2);
+            break;
+        case OPT_READS_THREADS:
+            if (parse_positive(optarg, 1024, &v))
+                usage_exit(argv[0], 2);
+            o->read_threads = (int)v;
+            break;
+        case OPT_KEYS:
+            if (parse_positive(optarg, 1L << 30, &v))
+                usage_exit(argv[0], 2);
+            o->keys = (int)v;
+            break;
+        case OPT_BACKEND:
+            if (strcmp(optarg, "embedded") == 0)
+                o->use_fdb = 0;
+            else if (strcmp(optarg, "fdb") == 0)
+                o->use_fdb = 1;
+            else
+                usage_exit(argv[0], 2);
+            break;
+        case OPT_CLUSTER_FILE:
+            o->cluster_file = optarg;
+            break;
+        case OPT_NO_FSYNC:
+            o->skip_fsync_probe = 1;
+            break;
+        case OPT_HELP:
+            usage_exit(argv[0], 0);
+            break;
+        default:
+            usage_exit(argv[0], 2);
+        }
+    }
+    if (optind < argc)
+        usage_exit(argv[0], 2);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    if (remove(path) != 0)
+        fprintf(stderr, "kv_bench: cannot remove %s: %s\n", path, strerror(errno));
+    return 0;
+}
+
+static void *network_main(void *arg)
+{
+    const struct kv_api *api = arg;
+    fdb_error_t err = api->run_network();
+    if (err)
+        fprintf(stderr, "kv_bench: run_network: %s\n", api->get_error(err));
+    return NULL;
+}
+
+/* Chooses the provider and the data directory, starts the network thread and opens the
+ * database; exits with a message on failure. */
+static void bench_open(struct bench *b)
+{
+    if (b->opt.use_fdb) {
+        char msg[512];
+        if (fdb_loader_open(NULL, &b->loaded_api, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "kv_bench: %s\n", msg);
+            exit(2);
+        }
+        b->api = &b->loaded_api;
+    } else {
+        b->api = embedded_api();
+    }
+    if (b->opt.data_dir) {
+        snprintf(b->data_dir, sizeof(b->data_dir), "%s", b->opt.data_dir);
+        if (mkdir(b->data_dir, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "kv_bench: mkdir %s: %s\n", b->data_dir, strerror(errno));
+            exit(2);
+        }
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(b->data_dir, sizeof(b->data_dir), "%s/kv-bench-XXXXXX",
+                 tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(b->data_dir)) {
+            fprintf(stderr, "kv_bench: mkdtemp %s: %s\n", b->data_dir, strerror(errno));
+            exit(2);
+        }
+        b->remove_data_dir = 1;
+    }
+    fdb_error_t err = b->api->select_api_version(KV_API_VERSION);
+    if (!err)
+        err = b->api->setup_network();
+    if (err) {
+        fprintf(stderr, "kv_bench: network: %s\n", b->api->get_error(err));
+        exit(2);
+    }
+    if (pthread_create(&b->network_thread, NULL, network_main, (void *)b->api) != 0) {
+        fprintf(stderr, "kv_bench: cannot start the network thread\n");
+        exit(2);
+    }
+    b->network_started = 1;
+    char store[600];
+    snprintf(store, sizeof(store), "%s/store", b->data_dir);
+    err = b->api->create_database(b->opt.use_fdb ? b->opt.cluster_file : store, &b->db);
+    if (err) {
+        fprintf(stderr, "kv_bench: create_database: %s\n", b->api->get_error(err));
+        exit(2);
+    }
+}
+
+static fdb_error_t clear_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    (void)arg;
+    const uint8_t end[] = {'k', 'c'}; /* KEY_PREFIX "kb" + 1 */
+    api->transaction_clear_range(tr, (const uint8_t *)KEY_PREFIX, 2, end, 2);
+    return 0;
+}
+
+static void bench_close(struct bench *b)
+{
+    if (b->opt.use_fdb) { /* a cluster outlives the run: leave it as it was */
+        fdb_error_t err = kv_transact(b->api, b->db, clear_body, NULL, NULL);
+        if (err)
+            fprintf(stderr, "kv_bench: clearing the benchmark's keys: %s\n",
+                    b->api->get_error(err));
+    }
+    b->api->database_destroy(b->db);
+    b->api->stop_network();
+    pthread_join(b->network_thread, NULL);
+    if (b->remove_data_dir)
+        nftw(b->data_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(int argc, char **argv)
+{
+    static struct bench bench;
+    struct bench *b = &bench;
+    parse_options(argc, argv, &b->opt);
+    uint64_t rng = 0x2545f4914f6cdd1dull;
+    for (int i = 0; i < VALUE_LEN; i++)
+        b->value[i] = (uint8_t)xorshift64(&rng);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    bench_open(b);
+    print_header(b);
+    if (!b->opt.skip_fsync_probe)
+        phase_fsync(b);
+    for (int i = 0; i < b->opt.committer_counts && !b->failed; i++)
+        phase_commit(b, i, b->opt.committers[i]);
+    if (!b->failed) {
+        fdb_error_t err = phase_load(b);
+        if (err) {
+            fprintf(stderr, "kv_bench: load: %s\n", b->api->get_error(err));
+            b->failed = 1;
+        }
+    }
+    if (!b->failed)
+        phase_read(b, 0);
+    if (!b->failed)
+        phase_read(b, 1);
+    bench_close(b);
+
+    for (int i = 0; i < b->result_count; i++)
+        printf("RESULT %s=%.3f\n", b->results[i].name, b->results[i].value);
+    printf("RESULT ok=%d\n", !b->failed);
+    return b->failed ? 1 : 0;
 }

@@ -1,0 +1,1581 @@
+/* mvcc.c -- etcd's revision semantics on the store (layout in keys.h).
+ *
+ * Every etcd request is one store transaction. A write request (Put, a DeleteRange that
+ * deletes something, a Txn whose chosen branch writes) commits as the first transaction of
+ * its commit batch (FIRST_IN_BATCH), and its revision is its commit version: every store key
+ * or value that must carry the revision is written with a versionstamped operation, and the
+ * response learns the revision from the commit's versionstamp. No write reads a shared
+ * counter, so writes to different keys never conflict.
+ *
+ * Invariants:
+ * (1) each write request creates exactly one revision, shared by all its changes; reads
+ *     create none;
+ * (2) revisions strictly increase in commit order (commit versions do);
+ * (3) a response's header.revision is the revision the whole response was read at: the
+ *     newest write's revision as of the read version, or the request's own revision;
+ * (4) a write is applied at most once: a commit whose outcome is unknown is not retried but
+ *     reported (MVCC_ERR_TIMEOUT), unless the store guarantees idempotency;
+ * (5) the store transactions read their own writes through `own` (read-your-writes is off,
+ *     because versionstamped values cannot be read back before commit). */
+#include "mvcc/mvcc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv/retry.h"
+#include "mvcc/keys.h"
+
+#define BODY_ABORT 1       /* a body found an etcd error: stop without retrying */
+#define SCAN_BATCH 1000    /* rows per store range read */
+#define COMPACT_BATCH 2000 /* history rows examined per compaction transaction */
+#define EVENT_PUT 0
+#define EVENT_DELETE 1
+
+struct mvcc {
+    const struct kv_api *api;
+    FDBDatabase *db;
+    struct keys keys;
+    int max_txn_ops;
+};
+
+const char *mvcc_strerror(int err)
+{
+    switch (err) {
+    case MVCC_OK:
+        return "ok";
+    case MVCC_ERR_COMPACTED:
+        return "mvcc: required revision has been compacted";
+    case MVCC_ERR_FUTURE_REV:
+        return "mvcc: required revision is a future revision";
+    case MVCC_ERR_EMPTY_KEY:
+        return "key is not provided";
+    case MVCC_ERR_TOO_MANY_OPS:
+        return "too many operations in txn request";
+    case MVCC_ERR_DUPLICATE_KEY:
+        return "duplicate key given in txn request";
+    case MVCC_ERR_LEASE_NOT_FOUND:
+        return "requested lease not found";
+    case MVCC_ERR_VALUE_PROVIDED:
+        return "value is provided";
+    case MVCC_ERR_LEASE_PROVIDED:
+        return "lease is provided";
+    case MVCC_ERR_KEY_NOT_FOUND:
+        return "key not found";
+    case MVCC_ERR_TOO_LARGE:
+        return "request is too large";
+    case MVCC_ERR_TIMEOUT:
+        return "request timed out";
+    case MVCC_ERR_STORE:
+        return "store error";
+    case MVCC_ERR_CORRUPT:
+        return "corrupt record";
+    default:
+        return "unknown error";
+    }
+}
+
+int mvcc_open(const struct mvcc_config *config, struct mvcc **out)
+{
+    struct mvcc *m = calloc(1, sizeof(*m));
+    if (!m)
+        abort();
+    m->api = config->api;
+    m->db = config->db;
+    m->max_txn_ops = config->max_txn_ops > 0 ? config->max_txn_ops : 128;
+    keys_init(&m->keys, config->prefix ? config->prefix : "");
+    *out = m;
+    return 0;
+}
+
+void mvcc_close(struct mvcc *m)
+{
+    if (!m)
+        return;
+    keys_free(&m->keys);
+    free(m);
+}
+
+/* ---- one request's execution ---- */
+
+/* A write of this request, seen by its later reads (5). */
+struct own_write {
+    const uint8_t *key;
+    size_t key_len;
+    int deleted;
+    Mvccpb__KeyValue *kv; /* the new value, NULL if deleted */
+};
+
+struct exec {
+    struct mvcc *m;
+    const struct kv_api *api;
+    FDBTransaction *tr;
+    struct arena arena; /* this attempt's allocations; moved to the caller on success */
+    struct tuple_buf k1, k2, v;
+    int64_t cur_rev, compact_rev;
+    int writes; /* etcd changes made by this attempt */
+    int rev_marked;
+    uint16_t next_event;
+    struct own_write *own;
+    int own_count, own_cap;
+    int64_t **patch; /* fields that get the new revision after commit */
+    int patch_count, patch_cap;
+    FDBFuture *stamp;
+    int error;
+    fdb_error_t store_error;
+    int64_t new_rev;
+};
+
+static void exec_init(struct exec *ex, struct mvcc *m)
+{
+    memset(ex, 0, sizeof(*ex));
+    ex->m = m;
+    ex->api = m->api;
+    tuple_buf_init(&ex->k1);
+    tuple_buf_init(&ex->k2);
+    tuple_buf_init(&ex->v);
+}
+
+/* Forgets everything an attempt did (before the first attempt and each retry). */
+static void exec_restart(struct exec *ex, FDBTransaction *tr)
+{
+    arena_free(&ex->arena);
+    ex->tr = tr;
+    ex->writes = ex->rev_marked = 0;
+    ex->next_event = 0;
+    ex->own_count = ex->patch_count = 0;
+    ex->error = 0;
+    if (ex->stamp) {
+        ex->api->future_destroy(ex->stamp);
+        ex->stamp = NULL;
+    }
+}
+
+static void exec_free(struct exec *ex)
+{
+    arena_free(&ex->arena);
+    tuple_buf_free(&ex->k1);
+    tuple_buf_free(&ex->k2);
+    tuple_buf_free(&ex->v);
+    free(ex->own);
+    free(ex->patch);
+    if (ex->stamp)
+        ex->api->future_destroy(ex->stamp);
+}
+
+static void *grow(void *items, int *cap, int count, size_t size)
+{
+    if (count < *cap)
+        return items;
+    *cap = *cap ? *cap * 2 : 16;
+    items = realloc(items, (size_t)*cap * size);
+    if (!items)
+        abort();
+    return items;
+}
+
+static void patch_later(struct exec *ex, int64_t *field)
+{
+    ex->patch = grow(ex->patch, &ex->patch_cap, ex->patch_count, sizeof(*ex->patch));
+    ex->patch[ex->patch_count++] = field;
+}
+
+static void *alloc0(struct exec *ex, size_t n)
+{
+    void *p = arena_alloc(&ex->arena, n);
+    memset(p, 0, n);
+    return p;
+}
+
+static Etcdserverpb__ResponseHeader *new_header(struct exec *ex, int64_t revision)
+{
+    Etcdserverpb__ResponseHeader *h = alloc0(ex, sizeof(*h));
+    etcdserverpb__response_header__init(h);
+    h->revision = revision;
+    return h;
+}
+
+static ProtobufCBinaryData copy_bytes(struct exec *ex, const uint8_t *p, size_t n)
+{
+    ProtobufCBinaryData b = {n, n ? arena_dup(&ex->arena, p, n) : NULL};
+    return b;
+}
+
+static int body_fail(struct exec *ex, int error)
+{
+    ex->error = error;
+    return BODY_ABORT;
+}
+
+/* Waits for f; on success leaves it for the caller to read and destroy. */
+static fdb_error_t wait_future(struct exec *ex, FDBFuture *f)
+{
+    fdb_error_t err = kv_wait(ex->api, f);
+    if (err)
+        ex->api->future_destroy(f);
+    return err;
+}
+
+/* Reads one store value into the arena; *present says whether it exists. */
+static fdb_error_t store_get(struct exec *ex, const struct tuple_buf *key, int snapshot,
+                             int *present, const uint8_t **value, int *len)
+{
+    FDBFuture *f = ex->api->transaction_get(ex->tr, key->data, (int)key->len, snapshot);
+    fdb_error_t err = wait_future(ex, f);
+    if (err)
+        return err;
+    const uint8_t *v;
+    err = ex->api->future_get_value(f, present, &v, len);
+    if (!err && *present)
+        *value = arena_dup(&ex->arena, v, (size_t)*len);
+    ex->api->future_destroy(f);
+    return err;
+}
+
+/* Calls row() for every store pair in [begin, end), in batches; row returns nonzero to
+ * stop. Keys and values passed to row are valid only during the call. */
+typedef int (*row_fn)(struct exec *ex, const FDBKeyValue *kv, void *arg);
+
+static fdb_error_t store_scan(struct exec *ex, const struct tuple_buf *begin,
+                              const struct tuple_buf *end, int snapshot, row_fn row, void *arg)
+{
+    struct tuple_buf from;
+    tuple_buf_init(&from);
+    tuple_buf_append(&from, begin->data, begin->len);
+    int or_equal = 0; /* first_greater_or_equal(from), then first_greater_than(last) */
+    fdb_error_t err = 0;
+    for (int iteration = 1;; iteration++) {
+        FDBFuture *f = ex->api->transaction_get_range(
+            ex->tr, from.data, (int)from.len, or_equal, 1, end->data, (int)end->len, 0, 1,
+            SCAN_BATCH, 0, FDB_STREAMING_MODE_ITERATOR, iteration, snapshot, 0);
+        err = wait_future(ex, f);
+        if (err)
+            break;
+        const FDBKeyValue *kvs;
+        int count, more, stop = 0;
+        err = ex->api->future_get_keyvalue_array(f, &kvs, &count, &more);
+        for (int i = 0; !err && i < count && !stop; i++)
+            stop = row(ex, &kvs[i], arg);
+        if (!err && count > 0) {
+            tuple_buf_reset(&from);
+            tuple_buf_append(&from, kvs[count - 1].key, (size_t)kvs[count - 1].key_length);
+            or_equal = 1;
+        }
+        ex->api->future_destroy(f);
+        if (err || stop || !more || count == 0)
+            break;
+    }
+    tuple_buf_free(&from);
+    return err;
+}
+
+/* Reads the current and compacted revisions (snapshot reads: they conflict with nothing). */
+static fdb_error_t read_meta(struct exec *ex)
+{
+    int present, len;
+    const uint8_t *v;
+    keys_meta(&ex->m->keys, &ex->k1, "rev");
+    fdb_error_t err = store_get(ex, &ex->k1, 1, &present, &v, &len);
+    if (err)
+        return err;
+    ex->cur_rev = present && len >= 10 ? keys_stamp_revision(v) : 1;
+    keys_meta(&ex->m->keys, &ex->k1, "compact");
+    err = store_get(ex, &ex->k1, 1, &present, &v, &len);
+    if (err)
+        return err;
+    ex->compact_rev = 0;
+    if (present && len == 8)
+        for (int i = 0; i < 8; i++)
+            ex->compact_rev = ex->compact_rev << 8 | v[i];
+    return 0;
+}
+
+/* ---- records to KeyValues ---- */
+
+struct chunk_collect {
+    uint8_t *dst;
+    uint32_t filled, total;
+};
+
+static int chunk_row(struct exec *ex, const FDBKeyValue *kv, void *arg)
+{
+    struct chunk_collect *c = arg;
+    uint32_t n = (uint32_t)kv->value_length;
+    if (n > c->total - c->filled)
+        n = c->total - c->filled;
+    memcpy(c->dst + c->filled, kv->value, n);
+    c->filled += n;
+    return c->filled == c->total;
+}
+
+/* A KeyValue from a record; reads the value's chunks under chunk_prefix when split. */
+static int record_to_kv(struct exec *ex, const uint8_t *key, size_t key_len, const uint8_t *v,
+                        size_t vlen, int64_t mod_rev, const struct tuple_buf *chunk_prefix,
+                        int snapshot, Mvccpb__KeyValue **out, int *tombstone)
+{
+    struct record r;
+    if (record_decode(v, vlen, &r) != 0)
+        return body_fail(ex, MVCC_ERR_CORRUPT);
+    Mvccpb__KeyValue *kv = alloc0(ex, sizeof(*kv));
+    mvccpb__key_value__init(kv);
+    kv->key = copy_bytes(ex, key, key_len);
+    kv->mod_revision = mod_rev ? mod_rev : r.mod_rev;
+    kv->create_revision = (r.flags & RECORD_CREATE_SELF) ? kv->mod_revision : r.create_rev;
+    kv->version = r.version;
+    kv->lease = r.lease;
+    if (tombstone)
+        *tombstone = (r.flags & RECORD_TOMBSTONE) != 0;
+    if (!(r.flags & RECORD_CHUNKED)) {
+        kv->value = copy_bytes(ex, r.part, r.part_len);
+    } else {
+        uint8_t *buf = arena_alloc(&ex->arena, r.total_len);
+        memcpy(buf, r.part, r.part_len);
+        struct chunk_collect c = {buf, r.part_len, r.total_len};
+        struct tuple_buf end;
+        tuple_buf_init(&end);
+        tuple_buf_append(&end, chunk_prefix->data, chunk_prefix->len);
+        tuple_buf_append(&end, "\xff", 1);
+        fdb_error_t err = store_scan(ex, chunk_prefix, &end, snapshot, chunk_row, &c);
+        tuple_buf_free(&end);
+        if (err)
+            return err;
+        if (c.filled != c.total)
+            return body_fail(ex, MVCC_ERR_CORRUPT);
+        kv->value.data = buf;
+        kv->value.len = r.total_len;
+    }
+    *out = kv;
+    return 0;
+}
+
+/* A list of KeyValues being collected. */
+struct kv_list {
+    Mvccpb__KeyValue **items;
+    size_t count, cap;
+    int64_t total; /* keys counted, collected or not */
+    size_t want;   /* collect at most this many (SIZE_MAX: all) */
+};
+
+static void kv_list_push(struct exec *ex, struct kv_list *l, Mvccpb__KeyValue *kv)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        Mvccpb__KeyValue **items = arena_alloc(&ex->arena, cap * sizeof(*items));
+        if (l->count)
+            memcpy(items, l->items, l->count * sizeof(*items));
+        l->items = items;
+        l->cap = cap;
+    }
+    l->items[l->count++] = kv;
+}
+
+struct latest_scan {
+    struct kv_list *list;
+    int snapshot;
+    int err;
+    struct tuple_buf key, chunks;
+};
+
+static int latest_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct latest_scan *s = arg;
+    s->list->total++;
+    if (s->list->count >= s->list->want)
+        return 0; /* only counting */
+    if (keys_decode_latest(&ex->m->keys, row->key, (size_t)row->key_length, &s->key) != 0) {
+        s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    keys_latest_chunk(&ex->m->keys, &s->chunks, s->key.data, s->key.len, 1);
+    s->chunks.len -= 2; /* the chunk prefix: drop the packed index 1 (0x15 0x01) */
+    Mvccpb__KeyValue *kv;
+    int err = record_to_kv(ex, s->key.data, s->key.len, row->value, (size_t)row->value_length, 0,
+                           &s->chunks, s->snapshot, &kv, NULL);
+    if (err) {
+        s->err = err;
+        return 1;
+    }
+    kv_list_push(ex, s->list, kv);
+    return 0;
+}
+
+/* The live keys in etcd's [key, range_end) at the read version. */
+static int range_latest(struct exec *ex, const ProtobufCBinaryData *key,
+                        const ProtobufCBinaryData *range_end, int snapshot, struct kv_list *out)
+{
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_latest_range(&ex->m->keys, key->data, key->len, range_end->data, range_end->len, &begin,
+                      &end);
+    struct latest_scan s = {out, snapshot, 0, {0}, {0}};
+    tuple_buf_init(&s.key);
+    tuple_buf_init(&s.chunks);
+    fdb_error_t err = store_scan(ex, &begin, &end, snapshot, latest_row, &s);
+    tuple_buf_free(&s.key);
+    tuple_buf_free(&s.chunks);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err ? err : s.err;
+}
+
+/* History scan at revision `at`: for each key, the newest record with revision <= at. */
+struct history_scan {
+    struct kv_list *list;
+    int64_t at;
+    int err;
+    struct tuple_buf key, cur_key, chunks;
+    int have;          /* a candidate for cur_key */
+    uint8_t *cand;     /* candidate record value (malloc'd) */
+    size_t cand_len;
+    int64_t cand_rev;
+};
+
+static int history_flush(struct exec *ex, struct history_scan *s)
+{
+    if (!s->have)
+        return 0;
+    s->have = 0;
+    struct record r;
+    if (record_decode(s->cand, s->cand_len, &r) != 0) {
+        s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    if (r.flags & RECORD_TOMBSTONE)
+        return 0;
+    s->list->total++;
+    if (s->list->count >= s->list->want)
+        return 0;
+    keys_history_chunk_prefix(&ex->m->keys, &s->chunks, s->cur_key.data, s->cur_key.len,
+                              s->cand_rev);
+    Mvccpb__KeyValue *kv;
+    int err = record_to_kv(ex, s->cur_key.data, s->cur_key.len, s->cand, s->cand_len,
+                           s->cand_rev, &s->chunks, 1, &kv, NULL);
+    if (err) {
+        s->err = err;
+        return 1;
+    }
+    kv_list_push(ex, s->list, kv);
+    return 0;
+}
+
+static int history_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct history_scan *s = arg;
+    int64_t rev;
+    if (keys_decode_history(&ex->m->keys, row->key, (size_t)row->key_length, &s->key, &rev) !=
+        0) {
+        s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    if (s->key.len != s->cur_key.len || memcmp(s->key.data, s->cur_key.data, s->key.len) != 0) {
+        if (history_flush(ex, s))
+            return 1;
+        tuple_buf_reset(&s->cur_key);
+        tuple_buf_append(&s->cur_key, s->key.data, s->key.len);
+    }
+    if (rev <= s->at) {
+        free(s->cand);
+        s->cand = malloc((size_t)row->value_length + 1);
+        if (!s->cand)
+            abort();
+        memcpy(s->cand, row->value, (size_t)row->value_length);
+        s->cand_len = (size_t)row->value_length;
+        s->cand_rev = rev;
+        s->have = 1;
+    }
+    return 0;
+}
+
+static int range_history(struct exec *ex, const ProtobufCBinaryData *key,
+                         const ProtobufCBinaryData *range_end, int64_t at, struct kv_list *out)
+{
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_history_range(&ex->m->keys, key->data, key->len, range_end->data, range_end->len,
+                       &begin, &end);
+    struct history_scan s;
+    memset(&s, 0, sizeof(s));
+    s.list = out;
+    s.at = at;
+    tuple_buf_init(&s.key);
+    tuple_buf_init(&s.cur_key);
+    tuple_buf_init(&s.chunks);
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, history_row, &s);
+    if (!err && !s.err)
+        history_flush(ex, &s);
+    free(s.cand);
+    tuple_buf_free(&s.key);
+    tuple_buf_free(&s.cur_key);
+    tuple_buf_free(&s.chunks);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err ? err : s.err;
+}
+
+/* ---- Range ---- */
+
+static int key_in_range(const uint8_t *k, size_t kl, const ProtobufCBinaryData *key,
+                        const ProtobufCBinaryData *range_end)
+{
+    size_t n = kl < key->len ? kl : key->len;
+    int c = memcmp(k, key->data, n);
+    if (c < 0 || (c == 0 && kl < key->len))
+        return 0;
+    if (range_end->len == 0)
+        return kl == key->len && c == 0;
+    if (range_end->len == 1 && range_end->data[0] == 0)
+        return 1;
+    n = kl < range_end->len ? kl : range_end->len;
+    c = memcmp(k, range_end->data, n);
+    return c < 0 || (c == 0 && kl < range_end->len);
+}
+
+static int compare_bytes(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b)
+{
+    size_t n = a->len < b->len ? a->len : b->len;
+    int c = n ? memcmp(a->data, b->data, n) : 0;
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static int kv_key_cmp(const void *a, const void *b)
+{
+    const Mvccpb__KeyValue *x = *(Mvccpb__KeyValue *const *)a, *y = *(Mvccpb__KeyValue *const *)b;
+    return compare_bytes(&x->key, &y->key);
+}
+
+/* Merges this request's own writes into a latest-range result (5). */
+static void merge_own(struct exec *ex, const ProtobufCBinaryData *key,
+                      const ProtobufCBinaryData *range_end, struct kv_list *l)
+{
+    for (int i = 0; i < ex->own_count; i++) {
+        struct own_write *w = &ex->own[i];
+        if (!key_in_range(w->key, w->key_len, key, range_end))
+            continue;
+        size_t j;
+        for (j = 0; j < l->count; j++)
+            if (l->items[j]->key.len == w->key_len &&
+                memcmp(l->items[j]->key.data, w->key, w->key_len) == 0)
+                break;
+        if (j < l->count) {
+            if (w->deleted) {
+                l->items[j] = l->items[--l->count];
+                l->total--;
+            } else {
+                l->items[j] = w->kv;
+            }
+        } else if (!w->deleted) {
+            kv_list_push(ex, l, w->kv);
+            l->total++;
+        }
+    }
+    qsort(l->items, l->count, sizeof(*l->items), kv_key_cmp);
+}
+
+static int64_t sort_field(const Mvccpb__KeyValue *kv, int target)
+{
+    switch (target) {
+    case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
+        return kv->version;
+    case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE:
+        return kv->create_revision;
+    case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD:
+        return kv->mod_revision;
+    default:
+        return 0;
+    }
+}
+
+static int kv_sort_cmp(const void *a, const void *b, void *arg)
+{
+    const Mvccpb__KeyValue *x = *(Mvccpb__KeyValue *const *)a, *y = *(Mvccpb__KeyValue *const *)b;
+    int t = *(const int *)arg;
+    if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY)
+        return compare_bytes(&x->key, &y->key);
+    if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE)
+        return compare_bytes(&x->value, &y->value);
+    int64_t p = sort_field(x, t), q = sort_field(y, t);
+    return (p > q) - (p < q);
+}
+
+/* Sorts by target, descending if asked (etcd's sort is not stable either). */
+static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descending)
+{
+    qsort_r(items, n, sizeof(*items), kv_sort_cmp, &target);
+    if (descending)
+        for (size_t i = 0; i < n / 2; i++) {
+            Mvccpb__KeyValue *t = items[i];
+            items[i] = items[n - 1 - i];
+            items[n - 1 - i] = t;
+        }
+}
+
+static int range_valid(const Etcdserverpb__RangeRequest *req)
+{
+    if (req->key.len == 0)
+        return MVCC_ERR_EMPTY_KEY;
+    return 0;
+}
+
+/* Executes a Range inside the current attempt (also for Range ops of a Txn). */
+static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
+                      Etcdserverpb__RangeResponse *resp, int snapshot)
+{
+    etcdserverpb__range_response__init(resp);
+    int64_t read_rev = ex->writes ? 0 : ex->cur_rev; /* after own writes: the new one */
+    int64_t rev = req->revision;
+    if (rev > ex->cur_rev && !(ex->writes && rev == 0))
+        return body_fail(ex, MVCC_ERR_FUTURE_REV);
+    if (rev > 0 && rev < ex->compact_rev)
+        return body_fail(ex, MVCC_ERR_COMPACTED);
+    int sorted = req->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE ||
+                 req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
+    int filtered = req->min_mod_revision || req->max_mod_revision ||
+                   req->min_create_revision || req->max_create_revision;
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
+    if (req->count_only)
+        l.want = 0;
+    else if (req->limit > 0 && !sorted && !filtered && ex->own_count == 0)
+        l.want = (size_t)req->limit + 1;
+    int err;
+    if (rev <= 0 || rev >= ex->cur_rev) {
+        err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
+        if (!err && ex->own_count && !req->count_only)
+            merge_own(ex, &req->key, &req->range_end, &l);
+    } else {
+        err = range_history(ex, &req->key, &req->range_end, rev, &l);
+        read_rev = ex->cur_rev;
+    }
+    if (err)
+        return err;
+    /* etcd's post-processing: filters, sort, limit, keys_only. */
+    size_t n = 0;
+    for (size_t i = 0; i < l.count; i++) {
+        Mvccpb__KeyValue *kv = l.items[i];
+        if ((req->max_mod_revision && kv->mod_revision > req->max_mod_revision) ||
+            (req->min_mod_revision && kv->mod_revision < req->min_mod_revision) ||
+            (req->max_create_revision && kv->create_revision > req->max_create_revision) ||
+            (req->min_create_revision && kv->create_revision < req->min_create_revision))
+            continue;
+        l.items[n++] = kv;
+    }
+    int order = req->sort_order;
+    if (req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
+        order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
+        order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND;
+    else if (req->sort_target == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY &&
+             order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__ASCEND)
+        order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
+    if (order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
+        sort_kvs(l.items, n, req->sort_target,
+                 order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND);
+    if (req->limit > 0 && n > (size_t)req->limit) {
+        n = (size_t)req->limit;
+        resp->more = 1;
+    }
+    if (req->keys_only)
+        for (size_t i = 0; i < n; i++) {
+            Mvccpb__KeyValue *copy = alloc0(ex, sizeof(*copy));
+            *copy = *l.items[i];
+            copy->value.len = 0;
+            copy->value.data = NULL;
+            l.items[i] = copy;
+        }
+    resp->count = l.total;
+    resp->n_kvs = req->count_only ? 0 : n;
+    resp->kvs = req->count_only ? NULL : l.items;
+    resp->header = new_header(ex, read_rev);
+    if (!read_rev)
+        patch_later(ex, &resp->header->revision);
+    return 0;
+}
+
+/* ---- writes ---- */
+
+static void add_versionstamped(struct exec *ex, const struct tuple_buf *key,
+                               const struct tuple_buf *param, int op)
+{
+    ex->api->transaction_atomic_op(ex->tr, key->data, (int)key->len, param->data,
+                                   (int)param->len, op);
+}
+
+/* The blind "newest revision" marker; once per request (see keys.h). */
+static void mark_revision(struct exec *ex)
+{
+    if (ex->rev_marked)
+        return;
+    ex->rev_marked = 1;
+    keys_meta(&ex->m->keys, &ex->k1, "rev");
+    static const uint8_t stamp_param[14] = {0}; /* 10-byte stamp at offset 0 */
+    ex->api->transaction_atomic_op(ex->tr, ex->k1.data, (int)ex->k1.len, stamp_param, 14,
+                                   FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_VALUE);
+}
+
+static void log_event(struct exec *ex, int type, const uint8_t *key, size_t key_len,
+                      int64_t prev_mod_rev)
+{
+    keys_log_new(&ex->m->keys, &ex->k1, ex->next_event++);
+    uint8_t head[9];
+    head[0] = (uint8_t)type;
+    for (int i = 0; i < 8; i++)
+        head[1 + i] = (uint8_t)((uint64_t)prev_mod_rev >> (56 - 8 * i));
+    tuple_buf_reset(&ex->v);
+    tuple_buf_append(&ex->v, head, 9);
+    tuple_buf_append(&ex->v, key, key_len);
+    add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+}
+
+static void own_add(struct exec *ex, const uint8_t *key, size_t key_len, Mvccpb__KeyValue *kv)
+{
+    ex->own = grow(ex->own, &ex->own_cap, ex->own_count, sizeof(*ex->own));
+    struct own_write *w = &ex->own[ex->own_count++];
+    w->key = arena_dup(&ex->arena, key, key_len);
+    w->key_len = key_len;
+    w->deleted = kv == NULL;
+    w->kv = kv;
+}
+
+static int own_deleted(struct exec *ex, const ProtobufCBinaryData *key)
+{
+    for (int i = ex->own_count - 1; i >= 0; i--)
+        if (ex->own[i].key_len == key->len && memcmp(ex->own[i].key, key->data, key->len) == 0)
+            return ex->own[i].deleted;
+    return 0;
+}
+
+static void set_lease_key(struct exec *ex, int64_t lease, const uint8_t *key, size_t len,
+                          int attach)
+{
+    keys_lease_key(&ex->m->keys, &ex->k2, lease, key, len);
+    if (attach)
+        ex->api->transaction_set(ex->tr, ex->k2.data, (int)ex->k2.len, NULL, 0);
+    else
+        ex->api->transaction_clear(ex->tr, ex->k2.data, (int)ex->k2.len);
+}
+
+/* Clears the chunk keys of the key's newest record. */
+static void clear_latest_chunks(struct exec *ex, const uint8_t *key, size_t len)
+{
+    keys_latest_chunk(&ex->m->keys, &ex->k1, key, len, 1);
+    ex->k1.len -= 2;
+    tuple_buf_reset(&ex->k2);
+    tuple_buf_append(&ex->k2, ex->k1.data, ex->k1.len);
+    tuple_buf_append(&ex->k2, "\xff", 1);
+    ex->api->transaction_clear_range(ex->tr, ex->k1.data, (int)ex->k1.len, ex->k2.data,
+                                     (int)ex->k2.len);
+}
+
+/* Writes a new version of key (existing: its current KeyValue, or NULL). Returns the new
+ * KeyValue, whose revisions are patched after commit. */
+static Mvccpb__KeyValue *write_put(struct exec *ex, const ProtobufCBinaryData *key,
+                                   const ProtobufCBinaryData *value, int64_t lease,
+                                   const Mvccpb__KeyValue *existing)
+{
+    struct keys *k = &ex->m->keys;
+    int flags = existing ? 0 : RECORD_CREATE_SELF;
+    int64_t create = existing ? existing->create_revision : 0;
+    int64_t version = existing ? existing->version + 1 : 1;
+    uint32_t total = (uint32_t)value->len;
+    uint32_t part = total > RECORD_CHUNK_LEN ? RECORD_CHUNK_LEN : total;
+    if (total > RECORD_CHUNK_LEN)
+        flags |= RECORD_CHUNKED;
+
+    /* newest record: versionstamped value (the stamp is the mod revision) */
+    record_encode(&ex->v, flags, create, version, lease, total, value->data, part);
+    uint8_t off[4] = {RECORD_STAMP_OFFSET, 0, 0, 0};
+    tuple_buf_append(&ex->v, off, 4);
+    keys_latest(k, &ex->k1, key->data, key->len);
+    add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_VALUE);
+    /* history record: versionstamped key */
+    ex->v.len -= 4;
+    keys_history_new(k, &ex->k1, key->data, key->len);
+    add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+    /* chunks of a split value */
+    if (existing && existing->value.len > RECORD_CHUNK_LEN)
+        clear_latest_chunks(ex, key->data, key->len);
+    for (uint32_t pos = part, i = 1; pos < total; pos += RECORD_CHUNK_LEN, i++) {
+        uint32_t n = total - pos < RECORD_CHUNK_LEN ? total - pos : RECORD_CHUNK_LEN;
+        keys_latest_chunk(k, &ex->k1, key->data, key->len, i);
+        ex->api->transaction_set(ex->tr, ex->k1.data, (int)ex->k1.len, value->data + pos, (int)n);
+        keys_history_chunk_new(k, &ex->k1, key->data, key->len, i);
+        tuple_buf_reset(&ex->v);
+        tuple_buf_append(&ex->v, value->data + pos, n);
+        add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+    }
+    log_event(ex, EVENT_PUT, key->data, key->len, existing ? existing->mod_revision : 0);
+    mark_revision(ex);
+    if (existing && existing->lease && existing->lease != lease)
+        set_lease_key(ex, existing->lease, key->data, key->len, 0);
+    if (lease && (!existing || existing->lease != lease))
+        set_lease_key(ex, lease, key->data, key->len, 1);
+    ex->writes++;
+
+    Mvccpb__KeyValue *kv = alloc0(ex, sizeof(*kv));
+    mvccpb__key_value__init(kv);
+    kv->key = copy_bytes(ex, key->data, key->len);
+    kv->value = copy_bytes(ex, value->data, value->len);
+    kv->version = version;
+    kv->lease = lease;
+    kv->create_revision = create;
+    patch_later(ex, &kv->mod_revision);
+    if (!existing)
+        patch_later(ex, &kv->create_revision);
+    own_add(ex, key->data, key->len, kv);
+    return kv;
+}
+
+static void write_delete(struct exec *ex, const Mvccpb__KeyValue *existing)
+{
+    struct keys *k = &ex->m->keys;
+    const ProtobufCBinaryData *key = &existing->key;
+    keys_latest(k, &ex->k1, key->data, key->len);
+    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+    if (existing->value.len > RECORD_CHUNK_LEN)
+        clear_latest_chunks(ex, key->data, key->len);
+    record_encode(&ex->v, RECORD_TOMBSTONE, 0, 0, 0, 0, NULL, 0);
+    keys_history_new(k, &ex->k1, key->data, key->len);
+    add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+    log_event(ex, EVENT_DELETE, key->data, key->len, existing->mod_revision);
+    mark_revision(ex);
+    if (existing->lease)
+        set_lease_key(ex, existing->lease, key->data, key->len, 0);
+    ex->writes++;
+    own_add(ex, key->data, key->len, NULL);
+}
+
+static int lease_exists(struct exec *ex, int64_t lease, int *exists)
+{
+    int present, len;
+    const uint8_t *v;
+    keys_lease(&ex->m->keys, &ex->k1, lease);
+    fdb_error_t err = store_get(ex, &ex->k1, 0, &present, &v, &len);
+    *exists = present;
+    return err;
+}
+
+/* The key's newest KeyValue (NULL if none), with a read conflict on it. */
+static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
+{
+    *out = NULL;
+    for (int i = ex->own_count - 1; i >= 0; i--)
+        if (ex->own[i].key_len == key->len && memcmp(ex->own[i].key, key->data, key->len) == 0) {
+            *out = ex->own[i].kv;
+            return 0;
+        }
+    ProtobufCBinaryData none = {0, NULL};
+    struct kv_list l = {NULL, 0, 0, 0, 1};
+    int err = range_latest(ex, key, &none, 0, &l);
+    if (!err && l.count)
+        *out = l.items[0];
+    return err;
+}
+
+static int put_valid(const Etcdserverpb__PutRequest *req)
+{
+    if (req->key.len == 0)
+        return MVCC_ERR_EMPTY_KEY;
+    if (req->ignore_value && req->value.len != 0)
+        return MVCC_ERR_VALUE_PROVIDED;
+    if (req->ignore_lease && req->lease != 0)
+        return MVCC_ERR_LEASE_PROVIDED;
+    return 0;
+}
+
+static int exec_put(struct exec *ex, const Etcdserverpb__PutRequest *req,
+                    Etcdserverpb__PutResponse *resp)
+{
+    etcdserverpb__put_response__init(resp);
+    Mvccpb__KeyValue *existing;
+    int err = get_latest(ex, &req->key, &existing);
+    if (err)
+        return err;
+    if ((req->ignore_value || req->ignore_lease) && !existing)
+        return body_fail(ex, MVCC_ERR_KEY_NOT_FOUND);
+    int64_t lease = req->ignore_lease ? existing->lease : req->lease;
+    if (lease && !req->ignore_lease) {
+        int exists;
+        err = lease_exists(ex, lease, &exists);
+        if (err)
+            return err;
+        if (!exists)
+            return body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+    }
+    const ProtobufCBinaryData *value = req->ignore_value ? &existing->value : &req->value;
+    write_put(ex, &req->key, value, lease, existing);
+    resp->header = new_header(ex, 0);
+    patch_later(ex, &resp->header->revision);
+    if (req->prev_kv && existing)
+        resp->prev_kv = existing;
+    return 0;
+}
+
+static int exec_delete_range(struct exec *ex, const Etcdserverpb__DeleteRangeRequest *req,
+                             Etcdserverpb__DeleteRangeResponse *resp)
+{
+    etcdserverpb__delete_range_response__init(resp);
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
+    int err = range_latest(ex, &req->key, &req->range_end, 0, &l);
+    if (err)
+        return err;
+    int before = ex->writes;
+    size_t n = 0;
+    for (size_t i = 0; i < l.count; i++) {
+        if (own_deleted(ex, &l.items[i]->key))
+            continue; /* an earlier DeleteRange of this Txn took it */
+        write_delete(ex, l.items[i]);
+        l.items[n++] = l.items[i];
+    }
+    resp->deleted = (int64_t)n;
+    if (req->prev_kv) {
+        resp->n_prev_kvs = n;
+        resp->prev_kvs = l.items;
+    }
+    resp->header = new_header(ex, ex->cur_rev);
+    if (ex->writes > before || ex->writes)
+        patch_later(ex, &resp->header->revision);
+    return 0;
+}
+
+/* ---- Txn ---- */
+
+static int64_t compare_int(const Etcdserverpb__Compare *c, int case_wanted)
+{
+    return c->target_union_case == (Etcdserverpb__Compare__TargetUnionCase)case_wanted
+               ? (case_wanted == ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION ? c->version
+                  : case_wanted == ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION
+                      ? c->create_revision
+                  : case_wanted == ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION
+                      ? c->mod_revision
+                      : c->lease)
+               : 0;
+}
+
+static int compare_one_kv(const Etcdserverpb__Compare *c, const Mvccpb__KeyValue *kv)
+{
+    int r;
+    switch (c->target) {
+    case ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE: {
+        ProtobufCBinaryData want = {0, NULL};
+        if (c->target_union_case == ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE)
+            want = c->value;
+        r = compare_bytes(&kv->value, &want);
+        break;
+    }
+    case ETCDSERVERPB__COMPARE__COMPARE_TARGET__CREATE: {
+        int64_t w = compare_int(c, ETCDSERVERPB__COMPARE__TARGET_UNION_CREATE_REVISION);
+        r = (kv->create_revision > w) - (kv->create_revision < w);
+        break;
+    }
+    case ETCDSERVERPB__COMPARE__COMPARE_TARGET__MOD: {
+        int64_t w = compare_int(c, ETCDSERVERPB__COMPARE__TARGET_UNION_MOD_REVISION);
+        r = (kv->mod_revision > w) - (kv->mod_revision < w);
+        break;
+    }
+    case ETCDSERVERPB__COMPARE__COMPARE_TARGET__LEASE: {
+        int64_t w = compare_int(c, ETCDSERVERPB__COMPARE__TARGET_UNION_LEASE);
+        r = (kv->lease > w) - (kv->lease < w);
+        break;
+    }
+    default: {
+        int64_t w = compare_int(c, ETCDSERVERPB__COMPARE__TARGET_UNION_VERSION);
+        r = (kv->version > w) - (kv->version < w);
+        break;
+    }
+    }
+    switch (c->result) {
+    case ETCDSERVERPB__COMPARE__COMPARE_RESULT__EQUAL:
+        return r == 0;
+    case ETCDSERVERPB__COMPARE__COMPARE_RESULT__GREATER:
+        return r > 0;
+    case ETCDSERVERPB__COMPARE__COMPARE_RESULT__LESS:
+        return r < 0;
+    case ETCDSERVERPB__COMPARE__COMPARE_RESULT__NOT_EQUAL:
+        return r != 0;
+    default:
+        return 0;
+    }
+}
+
+/* etcd's applyCompare: every key in the range must satisfy it; a VALUE compare on no key
+ * fails, other targets compare a missing key as zeros. */
+static int eval_compare(struct exec *ex, const Etcdserverpb__Compare *c, int *result)
+{
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
+    int err = range_latest(ex, &c->key, &c->range_end, 0, &l);
+    if (err)
+        return err;
+    if (l.count == 0) {
+        Mvccpb__KeyValue zero = MVCCPB__KEY_VALUE__INIT;
+        *result = c->target != ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE &&
+                  compare_one_kv(c, &zero);
+        return 0;
+    }
+    *result = 1;
+    for (size_t i = 0; i < l.count && *result; i++)
+        *result = compare_one_kv(c, l.items[i]);
+    return 0;
+}
+
+/* Which branches run, decided before any op runs (as etcd's compareToPath). */
+struct txn_path {
+    int succeeded;
+    struct txn_path **children; /* per op of the chosen branch; non-NULL for nested txns */
+};
+
+static int eval_path(struct exec *ex, const Etcdserverpb__TxnRequest *req, struct txn_path **out)
+{
+    struct txn_path *p = alloc0(ex, sizeof(*p));
+    p->succeeded = 1;
+    for (size_t i = 0; i < req->n_compare && p->succeeded; i++) {
+        int err = eval_compare(ex, req->compare[i], &p->succeeded);
+        if (err)
+            return err;
+    }
+    size_t n = p->succeeded ? req->n_success : req->n_failure;
+    Etcdserverpb__RequestOp **ops = p->succeeded ? req->success : req->failure;
+    p->children = alloc0(ex, (n ? n : 1) * sizeof(*p->children));
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN) {
+            int err = eval_path(ex, ops[i]->request_txn, &p->children[i]);
+            if (err)
+                return err;
+        }
+    *out = p;
+    return 0;
+}
+
+static int exec_txn_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
+                         const struct txn_path *path, Etcdserverpb__TxnResponse *resp)
+{
+    etcdserverpb__txn_response__init(resp);
+    resp->succeeded = path->succeeded;
+    size_t n = path->succeeded ? req->n_success : req->n_failure;
+    Etcdserverpb__RequestOp **ops = path->succeeded ? req->success : req->failure;
+    resp->n_responses = n;
+    resp->responses = alloc0(ex, (n ? n : 1) * sizeof(*resp->responses));
+    for (size_t i = 0; i < n; i++) {
+        Etcdserverpb__ResponseOp *r = alloc0(ex, sizeof(*r));
+        etcdserverpb__response_op__init(r);
+        resp->responses[i] = r;
+        int err = 0;
+        switch (ops[i]->request_case) {
+        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+            r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE;
+            r->response_range = alloc0(ex, sizeof(*r->response_range));
+            err = exec_range(ex, ops[i]->request_range, r->response_range, 0);
+            break;
+        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+            r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT;
+            r->response_put = alloc0(ex, sizeof(*r->response_put));
+            err = exec_put(ex, ops[i]->request_put, r->response_put);
+            break;
+        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+            r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE;
+            r->response_delete_range = alloc0(ex, sizeof(*r->response_delete_range));
+            err = exec_delete_range(ex, ops[i]->request_delete_range, r->response_delete_range);
+            break;
+        case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+            r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
+            r->response_txn = alloc0(ex, sizeof(*r->response_txn));
+            err = exec_txn_path(ex, ops[i]->request_txn, path->children[i], r->response_txn);
+            break;
+        default: /* an empty RequestOp: etcd answers it with an empty ResponseOp */
+            break;
+        }
+        if (err)
+            return err;
+    }
+    resp->header = new_header(ex, ex->cur_rev);
+    return 0;
+}
+
+/* ---- validation of a Txn (etcd's checkTxnReqs and checkIntervals) ---- */
+
+struct interval {
+    const uint8_t *begin, *end; /* end NULL: the single key begin; end "" (len 0): open */
+    size_t begin_len, end_len;
+    int point;
+};
+
+struct key_sets {
+    struct interval *puts;
+    size_t n_puts, cap_puts;
+    struct interval *dels;
+    size_t n_dels, cap_dels;
+};
+
+static void set_push(struct interval **v, size_t *n, size_t *cap, struct interval iv)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *v = realloc(*v, *cap * sizeof(**v));
+        if (!*v)
+            abort();
+    }
+    (*v)[(*n)++] = iv;
+}
+
+static int point_in(const struct interval *d, const uint8_t *k, size_t kl)
+{
+    ProtobufCBinaryData key = {d->begin_len, (uint8_t *)d->begin};
+    ProtobufCBinaryData end = {d->end_len, (uint8_t *)d->end};
+    if (d->point)
+        end.len = 0;
+    return key_in_range(k, kl, &key, &end);
+}
+
+static int puts_contain(const struct key_sets *s, const struct interval *p)
+{
+    for (size_t i = 0; i < s->n_puts; i++)
+        if (s->puts[i].begin_len == p->begin_len &&
+            memcmp(s->puts[i].begin, p->begin, p->begin_len) == 0)
+            return 1;
+    return 0;
+}
+
+static int dels_contain(const struct key_sets *s, const struct interval *p)
+{
+    for (size_t i = 0; i < s->n_dels; i++)
+        if (point_in(&s->dels[i], p->begin, p->begin_len))
+            return 1;
+    return 0;
+}
+
+static void sets_free(struct key_sets *s)
+{
+    free(s->puts);
+    free(s->dels);
+}
+
+static int check_intervals(Etcdserverpb__RequestOp **ops, size_t n, struct key_sets *out);
+
+static int check_branch_merge(struct key_sets *acc, const struct key_sets *then,
+                              const struct key_sets *els)
+{
+    for (size_t i = 0; i < then->n_puts; i++) {
+        if (puts_contain(acc, &then->puts[i]) || dels_contain(acc, &then->puts[i]))
+            return MVCC_ERR_DUPLICATE_KEY;
+        set_push(&acc->puts, &acc->n_puts, &acc->cap_puts, then->puts[i]);
+    }
+    for (size_t i = 0; i < els->n_puts; i++) {
+        if (puts_contain(acc, &els->puts[i]) && !puts_contain(then, &els->puts[i]))
+            return MVCC_ERR_DUPLICATE_KEY;
+        if (dels_contain(acc, &els->puts[i]))
+            return MVCC_ERR_DUPLICATE_KEY;
+        set_push(&acc->puts, &acc->n_puts, &acc->cap_puts, els->puts[i]);
+    }
+    for (size_t i = 0; i < then->n_dels; i++)
+        set_push(&acc->dels, &acc->n_dels, &acc->cap_dels, then->dels[i]);
+    for (size_t i = 0; i < els->n_dels; i++)
+        set_push(&acc->dels, &acc->n_dels, &acc->cap_dels, els->dels[i]);
+    return 0;
+}
+
+static int check_intervals(Etcdserverpb__RequestOp **ops, size_t n, struct key_sets *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE) {
+            Etcdserverpb__DeleteRangeRequest *d = ops[i]->request_delete_range;
+            struct interval iv = {d->key.data, d->range_end.data, d->key.len, d->range_end.len,
+                                  d->range_end.len == 0};
+            set_push(&out->dels, &out->n_dels, &out->cap_dels, iv);
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN)
+            continue;
+        Etcdserverpb__TxnRequest *t = ops[i]->request_txn;
+        struct key_sets then, els;
+        int err = check_intervals(t->success, t->n_success, &then);
+        if (!err)
+            err = check_intervals(t->failure, t->n_failure, &els);
+        else
+            memset(&els, 0, sizeof(els));
+        if (!err)
+            err = check_branch_merge(out, &then, &els);
+        sets_free(&then);
+        sets_free(&els);
+        if (err)
+            return err;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ops[i]->request_case != ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT)
+            continue;
+        Etcdserverpb__PutRequest *p = ops[i]->request_put;
+        struct interval iv = {p->key.data, NULL, p->key.len, 0, 1};
+        if (puts_contain(out, &iv) || dels_contain(out, &iv))
+            return MVCC_ERR_DUPLICATE_KEY;
+        set_push(&out->puts, &out->n_puts, &out->cap_puts, iv);
+    }
+    return 0;
+}
+
+static int check_ops(struct mvcc *m, const Etcdserverpb__TxnRequest *req)
+{
+    if ((int)req->n_compare > m->max_txn_ops || (int)req->n_success > m->max_txn_ops ||
+        (int)req->n_failure > m->max_txn_ops)
+        return MVCC_ERR_TOO_MANY_OPS;
+    for (int branch = 0; branch < 2; branch++) {
+        size_t n = branch ? req->n_failure : req->n_success;
+        Etcdserverpb__RequestOp **ops = branch ? req->failure : req->success;
+        for (size_t i = 0; i < n; i++) {
+            int err = 0;
+            switch (ops[i]->request_case) {
+            case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE:
+                err = range_valid(ops[i]->request_range);
+                break;
+            case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT:
+                err = put_valid(ops[i]->request_put);
+                break;
+            case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE:
+                err = ops[i]->request_delete_range->key.len ? 0 : MVCC_ERR_EMPTY_KEY;
+                break;
+            case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
+                err = check_ops(m, ops[i]->request_txn);
+                break;
+            default:
+                break;
+            }
+            if (err)
+                return err;
+        }
+    }
+    return 0;
+}
+
+/* ---- running a request ---- */
+
+typedef int (*exec_fn)(struct exec *ex, const void *req, void *resp);
+
+struct run {
+    struct exec *ex;
+    exec_fn fn;
+    const void *req;
+    void *resp;
+    int write;
+};
+
+static fdb_error_t run_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    struct run *r = arg;
+    struct exec *ex = r->ex;
+    exec_restart(ex, tr);
+    if (r->write) {
+        /* (5) read-your-writes off; writes are first in their batch (revision = commit
+         * version); idempotent where the store supports it (FoundationDB 7.3). */
+        fdb_error_t err = api->transaction_set_option(tr, FDB_TR_OPTION_READ_YOUR_WRITES_DISABLE,
+                                                      NULL, 0);
+        if (!err)
+            err = api->transaction_set_option(tr, FDB_TR_OPTION_FIRST_IN_BATCH, NULL, 0);
+        if (err)
+            return err;
+        (void)api->transaction_set_option(tr, FDB_TR_OPTION_AUTOMATIC_IDEMPOTENCY, NULL, 0);
+    }
+    fdb_error_t err = read_meta(ex);
+    if (err)
+        return err;
+    int rc = r->fn(ex, r->req, r->resp);
+    if (rc)
+        return rc;
+    if (ex->writes)
+        ex->stamp = api->transaction_get_versionstamp(tr);
+    return 0;
+}
+
+/* Runs fn in the retry loop and finishes the response: revisions patched (1) (3), the
+ * attempt's allocations handed to the caller's arena. */
+static int run(struct mvcc *m, exec_fn fn, const void *req, void *resp, int write,
+               struct arena *arena, fdb_error_t *store_error)
+{
+    struct exec ex;
+    exec_init(&ex, m);
+    struct run r = {&ex, fn, req, resp, write};
+    int flags = write ? KV_TRANSACT_NO_RETRY_MAYBE_COMMITTED : KV_TRANSACT_READ_ONLY;
+    fdb_error_t err = kv_transact_flags(m->api, m->db, run_body, &r, flags, NULL);
+    int rc = 0;
+    if (err == BODY_ABORT && ex.error) {
+        rc = ex.error;
+    } else if (err) {
+        *store_error = err;
+        if (m->api->error_predicate(FDB_ERROR_PREDICATE_MAYBE_COMMITTED, err))
+            rc = MVCC_ERR_TIMEOUT;
+        else if (err == FDB_ERR_TRANSACTION_TOO_LARGE || err == FDB_ERR_KEY_TOO_LARGE ||
+                 err == FDB_ERR_VALUE_TOO_LARGE)
+            rc = MVCC_ERR_TOO_LARGE;
+        else
+            rc = MVCC_ERR_STORE;
+    } else if (ex.stamp) {
+        err = kv_wait(m->api, ex.stamp);
+        const uint8_t *stamp;
+        int len;
+        if (!err)
+            err = m->api->future_get_key(ex.stamp, &stamp, &len);
+        if (!err && len == 10) {
+            ex.new_rev = keys_stamp_revision(stamp);
+            if (stamp[8] || stamp[9])
+                fprintf(stderr, "etcd-fdb: warning: a write was not first in its commit batch; "
+                                "revisions may repeat\n");
+            for (int i = 0; i < ex.patch_count; i++)
+                *ex.patch[i] = ex.new_rev;
+        } else {
+            *store_error = err ? err : FDB_ERR_INTERNAL_ERROR;
+            rc = MVCC_ERR_STORE;
+        }
+    }
+    if (!rc)
+        arena_move(arena, &ex.arena);
+    exec_free(&ex);
+    return rc;
+}
+
+static int range_fn(struct exec *ex, const void *req, void *resp)
+{
+    return exec_range(ex, req, resp, 1);
+}
+
+int mvcc_range(struct mvcc *m, const Etcdserverpb__RangeRequest *req,
+               Etcdserverpb__RangeResponse *resp, struct arena *arena, fdb_error_t *store_error)
+{
+    int err = range_valid(req);
+    return err ? err : run(m, range_fn, req, resp, 0, arena, store_error);
+}
+
+static int put_fn(struct exec *ex, const void *req, void *resp)
+{
+    return exec_put(ex, req, resp);
+}
+
+int mvcc_put(struct mvcc *m, const Etcdserverpb__PutRequest *req,
+             Etcdserverpb__PutResponse *resp, struct arena *arena, fdb_error_t *store_error)
+{
+    int err = put_valid(req);
+    return err ? err : run(m, put_fn, req, resp, 1, arena, store_error);
+}
+
+static int delete_fn(struct exec *ex, const void *req, void *resp)
+{
+    return exec_delete_range(ex, req, resp);
+}
+
+int mvcc_delete_range(struct mvcc *m, const Etcdserverpb__DeleteRangeRequest *req,
+                      Etcdserverpb__DeleteRangeResponse *resp, struct arena *arena,
+                      fdb_error_t *store_error)
+{
+    if (req->key.len == 0)
+        return MVCC_ERR_EMPTY_KEY;
+    return run(m, delete_fn, req, resp, 1, arena, store_error);
+}
+
+static int txn_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct txn_path *path;
+    int err = eval_path(ex, req, &path);
+    return err ? err : exec_txn_path(ex, req, path, resp);
+}
+
+int mvcc_txn(struct mvcc *m, const Etcdserverpb__TxnRequest *req,
+             Etcdserverpb__TxnResponse *resp, struct arena *arena, fdb_error_t *store_error)
+{
+    int err = check_ops(m, req);
+    struct key_sets s[2];
+    if (!err) {
+        err = check_intervals(req->success, req->n_success, &s[0]);
+        sets_free(&s[0]);
+    }
+    if (!err) {
+        err = check_intervals(req->failure, req->n_failure, &s[1]);
+        sets_free(&s[1]);
+    }
+    if (err)
+        return err;
+    return run(m, txn_fn, req, resp, 1, arena, store_error);
+}
+
+static int revisions_fn(struct exec *ex, const void *req, void *resp)
+{
+    int64_t *out = resp;
+    out[0] = ex->cur_rev;
+    out[1] = ex->compact_rev;
+    return 0;
+}
+
+int mvcc_revisions(struct mvcc *m, int64_t *current, int64_t *compacted, fdb_error_t *store_error)
+{
+    int64_t out[2] = {0, 0};
+    struct arena a = {0};
+    int err = run(m, revisions_fn, NULL, out, 0, &a, store_error);
+    arena_free(&a);
+    *current = out[0];
+    *compacted = out[1];
+    return err;
+}
+
+/* ---- compaction ---- */
+
+static int compact_mark_fn(struct exec *ex, const void *req, void *resp)
+{
+    const Etcdserverpb__CompactionRequest *c = req;
+    if (c->revision <= ex->compact_rev)
+        return body_fail(ex, MVCC_ERR_COMPACTED);
+    if (c->revision > ex->cur_rev)
+        return body_fail(ex, MVCC_ERR_FUTURE_REV);
+    uint8_t v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)((uint64_t)c->revision >> (56 - 8 * i));
+    keys_meta(&ex->m->keys, &ex->k1, "compact");
+    ex->api->transaction_set(ex->tr, ex->k1.data, (int)ex->k1.len, v, 8);
+    Etcdserverpb__CompactionResponse *r = resp;
+    etcdserverpb__compaction_response__init(r);
+    r->header = new_header(ex, ex->cur_rev);
+    return 0;
+}
+
+/* One compaction transaction: examines up to COMPACT_BATCH history rows from `from`, and
+ * removes every record below the compaction revision that a newer record at or below it
+ * hides (and tombstones at or below it). */
+struct compact_state {
+    int64_t at;
+    struct tuple_buf from, end;
+    int done;
+    struct tuple_buf key, cur_key, chunk;
+    int rows;
+    int64_t prev_rev;   /* the newest record <= at of cur_key seen so far, 0 if none */
+    int prev_tombstone;
+    int prev_chunked;
+    struct tuple_buf prev_store_key;
+};
+
+static void compact_drop(struct exec *ex, struct compact_state *s)
+{
+    ex->api->transaction_clear(ex->tr, s->prev_store_key.data, (int)s->prev_store_key.len);
+    if (s->prev_chunked) {
+        keys_history_chunk_prefix(&ex->m->keys, &s->chunk, s->cur_key.data, s->cur_key.len,
+                                  s->prev_rev);
+        tuple_buf_reset(&ex->k2);
+        tuple_buf_append(&ex->k2, s->chunk.data, s->chunk.len);
+        tuple_buf_append(&ex->k2, "\xff", 1);
+        ex->api->transaction_clear_range(ex->tr, s->chunk.data, (int)s->chunk.len, ex->k2.data,
+                                         (int)ex->k2.len);
+    }
+}
+
+static int compact_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct compact_state *s = arg;
+    int64_t rev;
+    if (keys_decode_history(&ex->m->keys, row->key, (size_t)row->key_length, &s->key, &rev) != 0)
+        return 0; /* not ours to judge; leave it */
+    int same = s->key.len == s->cur_key.len && memcmp(s->key.data, s->cur_key.data, s->key.len) == 0;
+    if (!same) {
+        /* The last record <= at of the previous key survives, unless it is a tombstone. */
+        if (s->prev_rev && s->prev_tombstone)
+            compact_drop(ex, s);
+        if (++s->rows > COMPACT_BATCH) {
+            tuple_buf_reset(&s->from);
+            tuple_buf_append(&s->from, row->key, (size_t)row->key_length);
+            return 1; /* resume at this key's first record */
+        }
+        tuple_buf_reset(&s->cur_key);
+        tuple_buf_append(&s->cur_key, s->key.data, s->key.len);
+        s->prev_rev = 0;
+    } else {
+        s->rows++;
+    }
+    if (rev >= s->at)
+        return 0; /* records at or above the compaction revision stay */
+    struct record r;
+    if (record_decode(row->value, (size_t)row->value_length, &r) != 0)
+        return 0;
+    if (s->prev_rev)
+        compact_drop(ex, s); /* hidden by this newer record <= at */
+    s->prev_rev = rev;
+    s->prev_tombstone = (r.flags & RECORD_TOMBSTONE) != 0;
+    s->prev_chunked = (r.flags & RECORD_CHUNKED) != 0;
+    tuple_buf_reset(&s->prev_store_key);
+    tuple_buf_append(&s->prev_store_key, row->key, (size_t)row->key_length);
+    return 0;
+}
+
+static fdb_error_t compact_batch_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    struct exec *ex = ((void **)arg)[0];
+    struct compact_state *s = ((void **)arg)[1];
+    exec_restart(ex, tr);
+    tuple_buf_reset(&s->cur_key);
+    s->rows = 0;
+    s->prev_rev = 0;
+    s->done = 0;
+    struct tuple_buf start;
+    tuple_buf_init(&start);
+    tuple_buf_append(&start, s->from.data, s->from.len);
+    size_t from_len = s->from.len;
+    fdb_error_t err = store_scan(ex, &start, &s->end, 1, compact_row, s);
+    tuple_buf_free(&start);
+    if (err)
+        return err;
+    if (s->rows <= COMPACT_BATCH) {
+        if (s->prev_rev && s->prev_tombstone)
+            compact_drop(ex, s);
+        s->done = 1;
+    }
+    (void)from_len;
+    return 0;
+}
+
+int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
+                 Etcdserverpb__CompactionResponse *resp, struct arena *arena,
+                 fdb_error_t *store_error)
+{
+    int rc = run(m, compact_mark_fn, req, resp, 1, arena, store_error);
+    if (rc)
+        return rc;
+    /* The change log below the compaction revision: one range clear. */
+    struct exec ex;
+    exec_init(&ex, m);
+    struct compact_state s;
+    memset(&s, 0, sizeof(s));
+    s.at = req->revision;
+    tuple_buf_init(&s.from);
+    tuple_buf_init(&s.end);
+    tuple_buf_init(&s.key);
+    tuple_buf_init(&s.cur_key);
+    tuple_buf_init(&s.chunk);
+    tuple_buf_init(&s.prev_store_key);
+    keys_space_range(&m->keys, KEYS_HISTORY, &s.from, &s.end);
+    void *args[2] = {&ex, &s};
+    fdb_error_t err = 0;
+    while (!err && !s.done)
+        err = kv_transact(m->api, m->db, compact_batch_body, args, NULL);
+    if (!err) {
+        struct tuple_buf begin, end;
+        tuple_buf_init(&begin);
+        tuple_buf_init(&end);
+        keys_log_range(&m->keys, &begin, &end);
+        keys_log_after(&m->keys, req->revision - 1, &ex.k1, &ex.k2); /* first kept event */
+        FDBTransaction *tr;
+        err = m->api->database_create_transaction(m->db, &tr);
+        if (!err) {
+            m->api->transaction_clear_range(tr, begin.data, (int)begin.len, ex.k1.data,
+                                            (int)ex.k1.len);
+            FDBFuture *f = m->api->transaction_commit(tr);
+            err = kv_wait(m->api, f);
+            m->api->future_destroy(f);
+            m->api->transaction_destroy(tr);
+        }
+        tuple_buf_free(&begin);
+        tuple_buf_free(&end);
+    }
+    tuple_buf_free(&s.from);
+    tuple_buf_free(&s.end);
+    tuple_buf_free(&s.key);
+    tuple_buf_free(&s.cur_key);
+    tuple_buf_free(&s.chunk);
+    tuple_buf_free(&s.prev_store_key);
+    exec_free(&ex);
+    if (err) {
+        *store_error = err;
+        return MVCC_ERR_STORE;
+    }
+    return 0;
+}

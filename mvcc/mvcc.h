@@ -1,0 +1,71 @@
+/* mvcc.h -- etcd's data model (revisions, versions, history, compaction) on the store.
+ *
+ * Requests and responses are etcd's own protobuf messages (proto/). Every function runs
+ * one store transaction through the retry loop and blocks the calling thread until it is
+ * done: call from worker threads, never from the store's network thread. Responses are
+ * allocated in the caller's arena and stay valid until it is freed. */
+#ifndef MVCC_MVCC_H
+#define MVCC_MVCC_H
+
+#include <stdint.h>
+
+#include "etcdserverpb/rpc.pb-c.h"
+#include "kv/arena.h"
+#include "kv/fdb_api.h"
+
+/* etcd's errors (server/ gives each its gRPC code and message). */
+enum mvcc_error {
+    MVCC_OK = 0,
+    MVCC_ERR_COMPACTED = -1,       /* required revision has been compacted */
+    MVCC_ERR_FUTURE_REV = -2,      /* required revision is a future revision */
+    MVCC_ERR_EMPTY_KEY = -3,       /* key is not provided */
+    MVCC_ERR_TOO_MANY_OPS = -4,    /* too many operations in txn request */
+    MVCC_ERR_DUPLICATE_KEY = -5,   /* duplicate key given in txn request */
+    MVCC_ERR_LEASE_NOT_FOUND = -6, /* requested lease not found */
+    MVCC_ERR_VALUE_PROVIDED = -7,  /* value is provided (with ignore_value) */
+    MVCC_ERR_LEASE_PROVIDED = -8,  /* lease is provided (with ignore_lease) */
+    MVCC_ERR_KEY_NOT_FOUND = -9,   /* key not found (ignore_value/lease on a missing key) */
+    MVCC_ERR_TOO_LARGE = -10,      /* request is too large for one transaction */
+    MVCC_ERR_TIMEOUT = -11,        /* the store could not say whether the write applied */
+    MVCC_ERR_STORE = -12,          /* any other store error (see *store_error) */
+    MVCC_ERR_CORRUPT = -13,        /* a stored record could not be decoded */
+};
+
+const char *mvcc_strerror(int err);
+
+struct mvcc;
+
+struct mvcc_config {
+    const struct kv_api *api;
+    FDBDatabase *db;
+    const char *prefix; /* the instance's subspace name */
+    int max_txn_ops;
+};
+
+int mvcc_open(const struct mvcc_config *config, struct mvcc **out)
+    __attribute__((warn_unused_result));
+void mvcc_close(struct mvcc *m);
+
+/* The current revision (the newest write's) and the compacted one. */
+int mvcc_revisions(struct mvcc *m, int64_t *current, int64_t *compacted, fdb_error_t *store_error)
+    __attribute__((warn_unused_result));
+
+/* KV operations. Each sets resp->header->revision (other header fields are the server's)
+ * and returns 0 or an mvcc_error; *store_error holds the store's error for
+ * MVCC_ERR_STORE. */
+int mvcc_range(struct mvcc *m, const Etcdserverpb__RangeRequest *req,
+               Etcdserverpb__RangeResponse *resp, struct arena *arena, fdb_error_t *store_error);
+int mvcc_put(struct mvcc *m, const Etcdserverpb__PutRequest *req,
+             Etcdserverpb__PutResponse *resp, struct arena *arena, fdb_error_t *store_error);
+int mvcc_delete_range(struct mvcc *m, const Etcdserverpb__DeleteRangeRequest *req,
+                      Etcdserverpb__DeleteRangeResponse *resp, struct arena *arena,
+                      fdb_error_t *store_error);
+int mvcc_txn(struct mvcc *m, const Etcdserverpb__TxnRequest *req,
+             Etcdserverpb__TxnResponse *resp, struct arena *arena, fdb_error_t *store_error);
+/* Compacts history below rev in chunks that fit the store's limits; returns after the
+ * compaction revision is recorded, and after all history is removed when physical. */
+int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
+                 Etcdserverpb__CompactionResponse *resp, struct arena *arena,
+                 fdb_error_t *store_error);
+
+#endif

@@ -1,0 +1,132 @@
+/* kv_service.c -- etcd's KV service: Range, Put, DeleteRange, Txn, Compact. */
+#include <string.h>
+
+#include "server/etcd_errors.h"
+#include "server/server.h"
+
+/* Answers a request bigger than --max-request-bytes with etcd's error; returns nonzero. */
+static int too_large(struct server *s, struct rpc_call *call)
+{
+    if ((int64_t)rpc_call_request_size(call) <= s->max_request_bytes)
+        return 0;
+    rpc_fail(call, GRPC_STATUS_INVALID_ARGUMENT, ETCD_MSG_REQUEST_TOO_LARGE);
+    return 1;
+}
+
+static void fail_mvcc(struct rpc_call *call, int err, fdb_error_t store_error)
+{
+    struct etcd_status st = etcd_status_for_mvcc(err, store_error);
+    rpc_fail(call, st.code, st.message);
+}
+
+/* Sub-responses of a Txn carry the server's identity too. */
+static void fill_txn_headers(struct server *s, Etcdserverpb__TxnResponse *r)
+{
+    server_fill_header(s, r->header);
+    for (size_t i = 0; i < r->n_responses; i++) {
+        Etcdserverpb__ResponseOp *op = r->responses[i];
+        switch (op->response_case) {
+        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE:
+            server_fill_header(s, op->response_range->header);
+            break;
+        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT:
+            server_fill_header(s, op->response_put->header);
+            break;
+        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE:
+            server_fill_header(s, op->response_delete_range->header);
+            break;
+        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN:
+            fill_txn_headers(s, op->response_txn);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+static void handle_range(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    struct server *s = ctx;
+    if (too_large(s, call))
+        return;
+    Etcdserverpb__RangeResponse resp;
+    fdb_error_t store_error = 0;
+    int err = mvcc_range(s->mvcc, (const Etcdserverpb__RangeRequest *)msg, &resp,
+                         rpc_call_arena(call), &store_error);
+    if (err)
+        return fail_mvcc(call, err, store_error);
+    server_fill_header(s, resp.header);
+    rpc_reply(call, &resp.base);
+}
+
+static void handle_put(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    struct server *s = ctx;
+    if (too_large(s, call))
+        return;
+    Etcdserverpb__PutResponse resp;
+    fdb_error_t store_error = 0;
+    int err = mvcc_put(s->mvcc, (const Etcdserverpb__PutRequest *)msg, &resp,
+                       rpc_call_arena(call), &store_error);
+    if (err)
+        return fail_mvcc(call, err, store_error);
+    server_fill_header(s, resp.header);
+    rpc_reply(call, &resp.base);
+}
+
+static void handle_delete_range(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    struct server *s = ctx;
+    if (too_large(s, call))
+        return;
+    Etcdserverpb__DeleteRangeResponse resp;
+    fdb_error_t store_error = 0;
+    int err = mvcc_delete_range(s->mvcc, (const Etcdserverpb__DeleteRangeRequest *)msg, &resp,
+                                rpc_call_arena(call), &store_error);
+    if (err)
+        return fail_mvcc(call, err, store_error);
+    server_fill_header(s, resp.header);
+    rpc_reply(call, &resp.base);
+}
+
+static void handle_txn(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    struct server *s = ctx;
+    if (too_large(s, call))
+        return;
+    Etcdserverpb__TxnResponse resp;
+    fdb_error_t store_error = 0;
+    int err = mvcc_txn(s->mvcc, (const Etcdserverpb__TxnRequest *)msg, &resp,
+                       rpc_call_arena(call), &store_error);
+    if (err)
+        return fail_mvcc(call, err, store_error);
+    fill_txn_headers(s, &resp);
+    rpc_reply(call, &resp.base);
+}
+
+static void handle_compact(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
+{
+    struct server *s = ctx;
+    Etcdserverpb__CompactionResponse resp;
+    fdb_error_t store_error = 0;
+    int err = mvcc_compact(s->mvcc, (const Etcdserverpb__CompactionRequest *)msg, &resp,
+                           rpc_call_arena(call), &store_error);
+    if (err)
+        return fail_mvcc(call, err, store_error);
+    server_fill_header(s, resp.header);
+    rpc_reply(call, &resp.base);
+}
+
+void kv_service_register(struct server *s, struct rpc_server *rpc)
+{
+    rpc_server_add_unary(rpc, "/etcdserverpb.KV/Range", &etcdserverpb__range_request__descriptor,
+                         handle_range, s);
+    rpc_server_add_unary(rpc, "/etcdserverpb.KV/Put", &etcdserverpb__put_request__descriptor,
+                         handle_put, s);
+    rpc_server_add_unary(rpc, "/etcdserverpb.KV/DeleteRange",
+                         &etcdserverpb__delete_range_request__descriptor, handle_delete_range, s);
+    rpc_server_add_unary(rpc, "/etcdserverpb.KV/Txn", &etcdserverpb__txn_request__descriptor,
+                         handle_txn, s);
+    rpc_server_add_unary(rpc, "/etcdserverpb.KV/Compact",
+                         &etcdserverpb__compaction_request__descriptor, handle_compact, s);
+}

@@ -1,0 +1,556 @@
+/* rpc.c -- the gRPC server: see rpc.h.
+ *
+ * Every asynchronous gRPC operation carries a `struct tag`; completion-queue threads call
+ * its done() and never block. A unary call goes through these states:
+ *   WAITING  (request_registered_call outstanding; re-armed as soon as a call arrives)
+ *   QUEUED   (on the worker queue)
+ *   RUNNING  (a worker runs the handler)
+ *   FINISHING (the reply batch is outstanding) -> freed when it completes.
+ * The call object is freed only when its last outstanding tag has come back (STYLE 5). */
+#include "server/rpc.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+
+struct tag {
+    void (*done)(struct tag *t, int ok);
+};
+
+enum call_state { CALL_WAITING, CALL_QUEUED, CALL_RUNNING, CALL_FINISHING };
+
+struct method {
+    struct rpc_server *server;
+    char *path;
+    const ProtobufCMessageDescriptor *request;
+    rpc_unary_fn handler;
+    void *ctx;
+    void *handle; /* grpc's registered method */
+};
+
+struct rpc_call {
+    struct tag tag;
+    enum call_state state;
+    struct method *method;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    grpc_byte_buffer *payload;
+    size_t request_size;
+    ProtobufCMessage *request;
+    grpc_byte_buffer *response;
+    grpc_slice details;
+    int cancelled;
+    struct arena arena;
+    struct rpc_call *next; /* worker queue */
+};
+
+/* A call to a method nobody registered: answered UNIMPLEMENTED. */
+struct generic_call {
+    struct tag tag;
+    int finishing;
+    struct rpc_server *server;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array metadata;
+    grpc_slice message;
+    int cancelled;
+};
+
+struct rpc_server {
+    struct rpc_config config;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    struct method *methods;
+    int n_methods, cap_methods;
+    pthread_t *cq_threads;
+    pthread_t *workers;
+    pthread_mutex_t lock; /* worker queue and shutdown */
+    pthread_cond_t cv;
+    struct rpc_call *queue_head, *queue_tail;
+    int stopping;
+    struct tag shutdown_tag;
+    int shutdown_done;
+    pthread_cond_t shutdown_cv;
+    int started;
+};
+
+/* ---- unary calls ---- */
+
+static void unary_done(struct tag *t, int ok);
+
+static void arm_unary(struct method *m)
+{
+    struct rpc_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        abort();
+    c->tag.done = unary_done;
+    c->method = m;
+    c->state = CALL_WAITING;
+    grpc_metadata_array_init(&c->metadata);
+    grpc_call_error e = grpc_server_request_registered_call(
+        m->server->server, m->handle, &c->call, &c->deadline, &c->metadata, &c->payload,
+        m->server->cq, m->server->cq, &c->tag);
+    if (e != GRPC_CALL_OK) {
+        log_msg(LOG_ERROR, "cannot accept calls for %s: error %d", m->path, (int)e);
+        grpc_metadata_array_destroy(&c->metadata);
+        free(c);
+    }
+}
+
+static void call_free(struct rpc_call *c)
+{
+    if (c->request)
+        protobuf_c_message_free_unpacked(c->request, NULL);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->response)
+        grpc_byte_buffer_destroy(c->response);
+    grpc_metadata_array_destroy(&c->metadata);
+    grpc_slice_unref(c->details);
+    if (c->call)
+        grpc_call_unref(c->call);
+    arena_free(&c->arena);
+    free(c);
+}
+
+static void enqueue(struct rpc_server *s, struct rpc_call *c)
+{
+    c->state = CALL_QUEUED;
+    c->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->queue_tail)
+        s->queue_tail->next = c;
+    else
+        s->queue_head = c;
+    s->queue_tail = c;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->cv);
+}
+
+static void unary_done(struct tag *t, int ok)
+{
+    struct rpc_call *c = (struct rpc_call *)t;
+    switch (c->state) {
+    case CALL_WAITING:
+        if (!ok) { /* the server is shutting down */
+            call_free(c);
+            return;
+        }
+        arm_unary(c->method);
+        enqueue(c->method->server, c);
+        return;
+    case CALL_FINISHING:
+        call_free(c);
+        return;
+    default: /* NEVER: no tag is outstanding while queued or running */
+        log_msg(LOG_ERROR, "unexpected completion in call state %d", (int)c->state);
+        return;
+    }
+}
+
+/* Sends the reply batch (response may be NULL for an error status). */
+static void finish(struct rpc_call *c, grpc_status_code code, const char *message)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof(ops));
+    int n = 0;
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->response) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->response;
+    }
+    c->details = grpc_slice_from_copied_string(message ? message : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = message ? &c->details : NULL;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = CALL_FINISHING;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, (size_t)n, &c->tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        log_msg(LOG_ERROR, "cannot finish call: error %d", (int)e);
+        call_free(c);
+    }
+}
+
+void rpc_reply(struct rpc_call *c, const ProtobufCMessage *response)
+{
+    size_t len = protobuf_c_message_get_packed_size(response);
+    grpc_slice slice = grpc_slice_malloc(len);
+    protobuf_c_message_pack(response, GRPC_SLICE_START_PTR(slice));
+    c->response = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    finish(c, GRPC_STATUS_OK, NULL);
+}
+
+void rpc_fail(struct rpc_call *c, grpc_status_code code, const char *message)
+{
+    finish(c, code, message);
+}
+
+struct arena *rpc_call_arena(struct rpc_call *c)
+{
+    return &c->arena;
+}
+
+size_t rpc_call_request_size(const struct rpc_call *c)
+{
+    return c->request_size;
+}
+
+static void run_call(struct rpc_call *c)
+{
+    c->state = CALL_RUNNING;
+    grpc_slice all = grpc_empty_slice();
+    if (c->payload) {
+        grpc_byte_buffer_reader reader;
+        if (grpc_byte_buffer_reader_init(&reader, c->payload)) {
+            all = grpc_byte_buffer_reader_readall(&reader);
+            grpc_byte_buffer_reader_destroy(&reader);
+        }
+    }
+    c->request_size = GRPC_SLICE_LENGTH(all);
+    c->request = protobuf_c_message_unpack(c->method->request, NULL, GRPC_SLICE_LENGTH(all),
+                                           GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    if (!c->request) {
+        rpc_fail(c, GRPC_STATUS_INTERNAL, "grpc: error unmarshalling request");
+        return;
+    }
+    c->method->handler(c->method->ctx, c, c->request);
+}
+
+static void *worker_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->lock);
+        while (!s->queue_head && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->lock);
+        struct rpc_call *c = s->queue_head;
+        if (c) {
+            s->queue_head = c->next;
+            if (!s->queue_head)
+                s->queue_tail = NULL;
+        }
+        int stop = !c && s->stopping;
+        pthread_mutex_unlock(&s->lock);
+        if (stop)
+            return NULL;
+        if (c)
+            run_call(c);
+    }
+}
+
+/* ---- unregistered methods ---- */
+
+static void generic_done(struct tag *t, int ok);
+
+static void arm_generic(struct rpc_server *s)
+{
+    struct generic_call *g = calloc(1, sizeof(*g));
+    if (!g)
+        abort();
+    g->tag.done = generic_done;
+    g->server = s;
+    grpc_call_details_init(&g->details);
+    grpc_metadata_array_init(&g->metadata);
+    if (grpc_server_request_call(s->server, &g->call, &g->details, &g->metadata, s->cq, s->cq,
+                                 &g->tag) != GRPC_CALL_OK) {
+        grpc_call_details_destroy(&g->details);
+        grpc_metadata_array_destroy(&g->metadata);
+        free(g);
+    }
+}
+
+static void generic_free(struct generic_call *g)
+{
+    grpc_call_details_destroy(&g->details);
+    grpc_metadata_array_destroy(&g->metadata);
+    grpc_slice_unref(g->message);
+    if (g->call)
+        grpc_call_unref(g->call);
+    free(g);
+}
+
+/* gRPC's own wording: "unknown service S" or "unknown method M for service S". */
+static void unimplemented_message(struct generic_call *g, char *out, size_t len)
+{
+    char path[512];
+    size_t n = GRPC_SLICE_LENGTH(g->details.method);
+    if (n >= sizeof(path))
+        n = sizeof(path) - 1;
+    memcpy(path, GRPC_SLICE_START_PTR(g->details.method), n);
+    path[n] = 0;
+    const char *service = path[0] == '/' ? path + 1 : path;
+    char *slash = strchr(service, '/');
+    const char *method = "";
+    if (slash) {
+        *slash = 0;
+        method = slash + 1;
+    }
+    int known = 0;
+    for (int i = 0; i < g->server->n_methods; i++) {
+        const char *p = g->server->methods[i].path + 1;
+        size_t sl = strlen(service);
+        if (strncmp(p, service, sl) == 0 && p[sl] == '/')
+            known = 1;
+    }
+    static const char *etcd_services[] = {"etcdserverpb.KV",      "etcdserverpb.Watch",
+                                          "etcdserverpb.Lease",   "etcdserverpb.Cluster",
+                                          "etcdserverpb.Maintenance", "etcdserverpb.Auth",
+                                          "grpc.health.v1.Health"};
+    for (size_t i = 0; i < sizeof(etcd_services) / sizeof(etcd_services[0]); i++)
+        if (strcmp(service, etcd_services[i]) == 0)
+            known = 1;
+    if (known)
+        snprintf(out, len, "unknown method %s for service %s", method, service);
+    else
+        snprintf(out, len, "unknown service %s", service);
+}
+
+static void generic_done(struct tag *t, int ok)
+{
+    struct generic_call *g = (struct generic_call *)t;
+    if (g->finishing || !ok) {
+        generic_free(g);
+        return;
+    }
+    arm_generic(g->server);
+    char msg[600];
+    unimplemented_message(g, msg, sizeof(msg));
+    log_msg(LOG_DEBUG, "unimplemented call: %s", msg);
+    g->message = grpc_slice_from_copied_string(msg);
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status_details = &g->message;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &g->cancelled;
+    g->finishing = 1;
+    if (grpc_call_start_batch(g->call, ops, 3, &g->tag, NULL) != GRPC_CALL_OK)
+        generic_free(g);
+}
+
+/* ---- the server ---- */
+
+static void *cq_main(void *arg)
+{
+    struct rpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return NULL;
+        if (ev.type == GRPC_OP_COMPLETE && ev.tag)
+            ((struct tag *)ev.tag)->done(ev.tag, ev.success);
+    }
+}
+
+static void shutdown_done(struct tag *t, int ok)
+{
+    struct rpc_server *s = (struct rpc_server *)((char *)t - offsetof(struct rpc_server, shutdown_tag));
+    pthread_mutex_lock(&s->lock);
+    s->shutdown_done = 1;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_broadcast(&s->shutdown_cv);
+}
+
+int rpc_server_create(const struct rpc_config *config, struct rpc_server **out)
+{
+    struct rpc_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->config = *config;
+    if (s->config.workers <= 0)
+        s->config.workers = 64;
+    if (s->config.cq_threads <= 0)
+        s->config.cq_threads = 2;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->shutdown_cv, NULL);
+    s->shutdown_tag.done = shutdown_done;
+    grpc_init();
+    grpc_arg args[3];
+    memset(args, 0, sizeof(args));
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)(config->max_receive_bytes > 0 ? config->max_receive_bytes
+                                                                 : 4 * 1024 * 1024);
+    /* Tolerate clients' keepalive pings, as etcd does (5 s minimum, no strikes). */
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+    args[1].value.integer = 5000;
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+    args[2].value.integer = 0;
+    grpc_channel_args channel_args = {3, args};
+    s->server = grpc_server_create(&channel_args, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    *out = s;
+    return 0;
+}
+
+void rpc_server_add_unary(struct rpc_server *s, const char *path,
+                          const ProtobufCMessageDescriptor *request, rpc_unary_fn handler,
+                          void *ctx)
+{
+    if (s->n_methods == s->cap_methods) {
+        /* Methods are referenced by calls: the array is sized once, before start. */
+        s->cap_methods = s->cap_methods ? s->cap_methods * 2 : 64;
+        s->methods = realloc(s->methods, (size_t)s->cap_methods * sizeof(*s->methods));
+        if (!s->methods)
+            abort();
+    }
+    struct method *m = &s->methods[s->n_methods++];
+    m->server = s;
+    m->path = strdup(path);
+    m->request = request;
+    m->handler = handler;
+    m->ctx = ctx;
+    m->handle = NULL;
+}
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)(n > 0 ? n : 0) + 1);
+    if (!buf || (n > 0 && fread(buf, 1, (size_t)n, f) != (size_t)n)) {
+        free(buf);
+        fclose(f);
+        return NULL;
+    }
+    buf[n > 0 ? n : 0] = 0;
+    fclose(f);
+    return buf;
+}
+
+static grpc_server_credentials *tls_credentials(const struct rpc_config *c)
+{
+    char *cert = c->cert_file ? read_file(c->cert_file) : NULL;
+    char *key = c->key_file ? read_file(c->key_file) : NULL;
+    char *ca = c->trusted_ca_file ? read_file(c->trusted_ca_file) : NULL;
+    grpc_server_credentials *creds = NULL;
+    if (!cert || !key)
+        log_msg(LOG_ERROR, "TLS listener needs a readable --cert-file and --key-file");
+    else if (c->trusted_ca_file && !ca)
+        log_msg(LOG_ERROR, "cannot read --trusted-ca-file %s", c->trusted_ca_file);
+    else if (c->client_cert_auth && !ca)
+        log_msg(LOG_ERROR, "--client-cert-auth needs --trusted-ca-file");
+    else {
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = grpc_ssl_server_credentials_create_ex(
+            ca, &pair, 1,
+            c->client_cert_auth ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+            NULL);
+    }
+    free(cert);
+    free(key);
+    free(ca);
+    return creds;
+}
+
+int rpc_server_start(struct rpc_server *s)
+{
+    for (int i = 0; i < s->n_methods; i++) {
+        struct method *m = &s->methods[i];
+        m->handle = grpc_server_register_method(s->server, m->path, NULL,
+                                                GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    }
+    for (int i = 0; i < s->config.n_listeners; i++) {
+        const struct rpc_listener *l = &s->config.listeners[i];
+        grpc_server_credentials *creds =
+            l->tls ? tls_credentials(&s->config) : grpc_insecure_server_credentials_create();
+        if (!creds)
+            return -1;
+        int port = grpc_server_add_http2_port(s->server, l->address, creds);
+        grpc_server_credentials_release(creds);
+        if (port == 0) {
+            log_msg(LOG_ERROR, "cannot listen on %s", l->address);
+            return -1;
+        }
+        log_msg(LOG_INFO, "serving client requests on %s (%s)", l->address,
+                l->tls ? "TLS" : "plaintext");
+    }
+    grpc_server_start(s->server);
+    s->started = 1;
+    s->cq_threads = calloc((size_t)s->config.cq_threads, sizeof(pthread_t));
+    s->workers = calloc((size_t)s->config.workers, sizeof(pthread_t));
+    if (!s->cq_threads || !s->workers)
+        abort();
+    for (int i = 0; i < s->config.cq_threads; i++)
+        pthread_create(&s->cq_threads[i], NULL, cq_main, s);
+    for (int i = 0; i < s->config.workers; i++)
+        pthread_create(&s->workers[i], NULL, worker_main, s);
+    /* Several outstanding requests per method, so bursts do not wait for re-arming. */
+    for (int i = 0; i < s->n_methods; i++)
+        for (int k = 0; k < 4; k++)
+            arm_unary(&s->methods[i]);
+    for (int k = 0; k < 4; k++)
+        arm_generic(s);
+    return 0;
+}
+
+void rpc_server_shutdown(struct rpc_server *s)
+{
+    if (!s->started)
+        return;
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* In-flight unary calls finish; streams get a grace period, then are cancelled. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 5;
+    pthread_mutex_lock(&s->lock);
+    while (!s->shutdown_done) {
+        if (pthread_cond_timedwait(&s->shutdown_cv, &s->lock, &deadline) != 0) {
+            pthread_mutex_unlock(&s->lock);
+            grpc_server_cancel_all_calls(s->server);
+            pthread_mutex_lock(&s->lock);
+            deadline.tv_sec += 3600;
+        }
+    }
+    s->stopping = 1;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_broadcast(&s->cv);
+    for (int i = 0; i < s->config.workers; i++)
+        pthread_join(s->workers[i], NULL);
+    grpc_completion_queue_shutdown(s->cq);
+    for (int i = 0; i < s->config.cq_threads; i++)
+        pthread_join(s->cq_threads[i], NULL);
+}
+
+void rpc_server_destroy(struct rpc_server *s)
+{
+    if (!s)
+        return;
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    for (int i = 0; i < s->n_methods; i++)
+        free(s->methods[i].path);
+    free(s->methods);
+    free(s->cq_threads);
+    free(s->workers);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->shutdown_cv);
+    free(s);
+    grpc_shutdown();
+}

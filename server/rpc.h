@@ -1,0 +1,60 @@
+/* rpc.h -- a gRPC server on grpc core: listeners, completion-queue threads, a worker pool
+ * for unary methods, and UNIMPLEMENTED for every method nobody registered.
+ *
+ * Unary handlers run on worker threads and may block on the store; completion-queue
+ * threads never block. */
+#ifndef SERVER_RPC_H
+#define SERVER_RPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "kv/arena.h"
+
+struct rpc_server;
+struct rpc_call;
+
+/* Handles one request; must end the call with exactly one rpc_reply or rpc_fail. The
+ * request stays valid until then. Runs on a worker thread. */
+typedef void (*rpc_unary_fn)(void *ctx, struct rpc_call *call, const ProtobufCMessage *request);
+
+struct rpc_listener {
+    const char *address; /* host:port */
+    int tls;
+};
+
+struct rpc_config {
+    const struct rpc_listener *listeners;
+    int n_listeners;
+    const char *cert_file, *key_file, *trusted_ca_file;
+    int client_cert_auth;
+    int64_t max_receive_bytes;
+    int workers;
+    int cq_threads;
+};
+
+int rpc_server_create(const struct rpc_config *config, struct rpc_server **out)
+    __attribute__((warn_unused_result));
+/* Registers a unary method, e.g. "/etcdserverpb.KV/Range"; before rpc_server_start. */
+void rpc_server_add_unary(struct rpc_server *s, const char *path,
+                          const ProtobufCMessageDescriptor *request, rpc_unary_fn handler,
+                          void *ctx);
+/* Binds the listeners and starts serving. Returns 0 or -1 (logged). */
+int rpc_server_start(struct rpc_server *s) __attribute__((warn_unused_result));
+/* Stops accepting calls, lets in-flight ones finish (streams are cancelled after a grace
+ * period), stops the threads. */
+void rpc_server_shutdown(struct rpc_server *s);
+void rpc_server_destroy(struct rpc_server *s);
+
+/* Per-call helpers for handlers. The arena lives until the call is finished. */
+struct arena *rpc_call_arena(struct rpc_call *call);
+/* The server's identity, for response headers. */
+void rpc_reply(struct rpc_call *call, const ProtobufCMessage *response);
+void rpc_fail(struct rpc_call *call, grpc_status_code code, const char *message);
+/* Size of the request as received, in bytes. */
+size_t rpc_call_request_size(const struct rpc_call *call);
+
+#endif
