@@ -456,9 +456,11 @@ static void apply_mutations(struct FDB_database *db, struct version_batch *vb,
         case FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY:
             /* validated when the transaction recorded it */
             if (mutation_versionstamp_offset(m->key, m->key_len, &off, &body) == 0) {
-                uint8_t *k = stamped_copy(m->key, body, off, vb->version, index);
+                /* one spare byte: the conflict range is [k, k + "\0") */
+                uint8_t *k = stamped_copy(m->key, body + 1, off, vb->version, index);
+                k[body] = 0;
                 batch_put(db, vb, k, body, m->param, m->param_len);
-                conflict_add_write(db->conflicts, k, body, k, body, vb->version);
+                conflict_add_write(db->conflicts, k, body, k, body + 1, vb->version);
                 free(k);
             }
             break;
@@ -631,7 +633,7 @@ static void *commit_thread_main(void *arg)
         pthread_mutex_lock(&db->qlock);
         if (!db->qhead && !db->stopping) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            clock_gettime(CLOCK_MONOTONIC, &ts); /* qcv uses the monotonic clock */
             ts.tv_nsec += 100 * 1000 * 1000;
             if (ts.tv_nsec >= 1000000000) {
                 ts.tv_sec++;
@@ -737,7 +739,11 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
         abort();
     pthread_mutex_init(&db->vlock, NULL);
     pthread_mutex_init(&db->qlock, NULL);
-    pthread_cond_init(&db->qcv, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->qcv, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_mutex_init(&db->wlock, NULL);
     pthread_mutex_init(&db->flock, NULL);
     db->path = strdup(path);

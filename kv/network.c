@@ -69,6 +69,15 @@ fdb_error_t network_setup(void)
         err = FDB_ERR_NETWORK_ALREADY_SETUP;
     else
         net.setup = 1;
+    if (!err) {
+        /* Timers follow the monotonic clock: a step of the wall clock must not delay them. */
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_destroy(&net.cv);
+        pthread_cond_init(&net.cv, &attr);
+        pthread_condattr_destroy(&attr);
+    }
     pthread_mutex_unlock(&net.mu);
     return err;
 }
@@ -146,14 +155,9 @@ fdb_error_t network_run(void)
         }
         uint64_t now = network_now_us();
         if (net.heap[0].due_us > now) {
-            /* The condition variable uses CLOCK_REALTIME; convert the monotonic delay. */
-            uint64_t wait_us = net.heap[0].due_us - now;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + (wait_us % 1000000u) * 1000u;
-            ts.tv_sec += (time_t)(wait_us / 1000000u + ns / 1000000000u);
-            ts.tv_nsec = (long)(ns % 1000000000u);
-            pthread_cond_timedwait(&net.cv, &net.mu, &ts);
+            uint64_t due = net.heap[0].due_us;
+            struct timespec ts = {(time_t)(due / 1000000u), (long)(due % 1000000u) * 1000};
+            pthread_cond_timedwait(&net.cv, &net.mu, &ts); /* monotonic, see network_setup */
             continue;
         }
         struct task t = heap_pop();

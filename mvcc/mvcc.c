@@ -19,7 +19,9 @@
  *     because versionstamped values cannot be read back before commit). */
 #include "mvcc/mvcc.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1573,6 +1575,219 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
     tuple_buf_free(&s.chunk);
     tuple_buf_free(&s.prev_store_key);
     exec_free(&ex);
+    if (err) {
+        *store_error = err;
+        return MVCC_ERR_STORE;
+    }
+    return 0;
+}
+
+/* ---- the change log ---- */
+
+struct events_scan {
+    struct mvcc_events *out;
+    size_t cap;
+    size_t max;
+    int with_prev_kv;
+    int64_t last_rev;  /* revision of the last event taken */
+    int stopped;       /* stopped at a revision boundary because of max */
+    int err;
+    struct tuple_buf key, chunks;
+};
+
+/* A history record as a KeyValue (key, revision), or NULL if absent. */
+static int history_kv(struct exec *ex, const uint8_t *key, size_t key_len, int64_t rev,
+                      Mvccpb__KeyValue **out)
+{
+    *out = NULL;
+    keys_history_at(&ex->m->keys, &ex->k1, key, key_len, rev, 0);
+    ex->k1.len -= 2; /* drop the user version: records are written with 0 */
+    tuple_buf_append(&ex->k1, "\x00\x00", 2);
+    int present, len;
+    const uint8_t *v;
+    fdb_error_t err = store_get(ex, &ex->k1, 1, &present, &v, &len);
+    if (err || !present)
+        return err;
+    struct tuple_buf chunks;
+    tuple_buf_init(&chunks);
+    keys_history_chunk_prefix(&ex->m->keys, &chunks, key, key_len, rev);
+    int tomb = 0;
+    int rc = record_to_kv(ex, key, key_len, v, (size_t)len, rev, &chunks, 1, out, &tomb);
+    tuple_buf_free(&chunks);
+    if (!rc && tomb)
+        *out = NULL;
+    return rc;
+}
+
+static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct events_scan *s = arg;
+    int64_t rev;
+    uint16_t idx;
+    if (keys_decode_log(&ex->m->keys, row->key, (size_t)row->key_length, &rev, &idx) != 0 ||
+        row->value_length < 9) {
+        s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    if (s->out->n >= s->max && rev != s->last_rev) {
+        s->stopped = 1;
+        return 1;
+    }
+    const uint8_t *v = row->value;
+    int type = v[0];
+    int64_t prev = 0;
+    for (int i = 0; i < 8; i++)
+        prev = prev << 8 | v[1 + i];
+    const uint8_t *key = v + 9;
+    size_t key_len = (size_t)row->value_length - 9;
+    Mvccpb__Event *e = alloc0(ex, sizeof(*e));
+    mvccpb__event__init(e);
+    if (type == EVENT_PUT) {
+        e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+        s->err = history_kv(ex, key, key_len, rev, &e->kv);
+        if (!s->err && !e->kv)
+            s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+    } else {
+        e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        e->kv = alloc0(ex, sizeof(*e->kv));
+        mvccpb__key_value__init(e->kv);
+        e->kv->key = copy_bytes(ex, key, key_len);
+        e->kv->mod_revision = rev;
+    }
+    if (!s->err && s->with_prev_kv && prev)
+        s->err = history_kv(ex, key, key_len, prev, &e->prev_kv);
+    if (s->err)
+        return 1;
+    if (s->out->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        Mvccpb__Event **items = arena_alloc(&ex->arena, cap * sizeof(*items));
+        if (s->out->n)
+            memcpy(items, s->out->events, s->out->n * sizeof(*items));
+        s->out->events = items;
+        s->cap = cap;
+    }
+    s->out->events[s->out->n++] = e;
+    s->last_rev = rev;
+    return 0;
+}
+
+struct events_req {
+    int64_t after;
+    size_t max;
+    int with_prev_kv;
+};
+
+static int events_fn(struct exec *ex, const void *req, void *resp)
+{
+    const struct events_req *r = req;
+    struct mvcc_events *out = resp;
+    memset(out, 0, sizeof(*out));
+    out->current_rev = ex->cur_rev;
+    out->compact_rev = ex->compact_rev;
+    if (r->after + 1 < ex->compact_rev)
+        return body_fail(ex, MVCC_ERR_COMPACTED);
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_log_after(&ex->m->keys, r->after, &begin, &end);
+    struct events_scan s;
+    memset(&s, 0, sizeof(s));
+    s.out = out;
+    s.max = r->max ? r->max : 1;
+    s.with_prev_kv = r->with_prev_kv;
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, event_row, &s);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    if (err)
+        return err;
+    if (s.err)
+        return s.err;
+    /* Complete up to the current revision, or up to the last whole revision taken. */
+    out->through_rev = s.stopped ? s.last_rev : ex->cur_rev;
+    if (out->through_rev < r->after)
+        out->through_rev = r->after;
+    return 0;
+}
+
+int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int with_prev_kv,
+                     struct mvcc_events *out, struct arena *arena, fdb_error_t *store_error)
+{
+    struct events_req r = {after_rev, max_events, with_prev_kv};
+    int rc = run(m, events_fn, &r, out, 0, arena, store_error);
+    return rc;
+}
+
+struct wait_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int fired;
+};
+
+static void wait_fired(FDBFuture *f, void *arg)
+{
+    struct wait_state *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->fired = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_error_t *store_error)
+{
+    const struct kv_api *api = m->api;
+    FDBTransaction *tr;
+    fdb_error_t err = api->database_create_transaction(m->db, &tr);
+    if (err) {
+        *store_error = err;
+        return MVCC_ERR_STORE;
+    }
+    struct tuple_buf key;
+    tuple_buf_init(&key);
+    keys_meta(&m->keys, &key, "rev");
+    FDBFuture *get = api->transaction_get(tr, key.data, (int)key.len, 1);
+    FDBFuture *watch = NULL;
+    err = kv_wait(api, get);
+    if (!err) {
+        fdb_bool_t present;
+        const uint8_t *v;
+        int len;
+        err = api->future_get_value(get, &present, &v, &len);
+        if (!err && (!present || len < 10 || keys_stamp_revision(v) <= known_rev)) {
+            watch = api->transaction_watch(tr, key.data, (int)key.len);
+            FDBFuture *commit = api->transaction_commit(tr);
+            err = kv_wait(api, commit);
+            api->future_destroy(commit);
+        }
+    }
+    api->future_destroy(get);
+    tuple_buf_free(&key);
+    if (!err && watch) {
+        struct wait_state w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+        err = api->future_set_callback(watch, wait_fired, &w);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&w.mu);
+        while (!err && !w.fired)
+            if (pthread_cond_timedwait(&w.cv, &w.mu, &deadline) != 0)
+                break;
+        pthread_mutex_unlock(&w.mu);
+        /* Cancelling runs the callback if it has not run: wait for it before w goes away. */
+        api->future_cancel(watch);
+        pthread_mutex_lock(&w.mu);
+        while (!err && !w.fired)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        err = 0;
+    }
+    if (watch)
+        api->future_destroy(watch);
+    api->transaction_destroy(tr);
     if (err) {
         *store_error = err;
         return MVCC_ERR_STORE;

@@ -68,4 +68,24 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
                  Etcdserverpb__CompactionResponse *resp, struct arena *arena,
                  fdb_error_t *store_error);
 
+/* The change log, for watches: every event with revision in (after_rev, through_rev], in
+ * revision order, events of one revision in the order the write made them. */
+struct mvcc_events {
+    Mvccpb__Event **events;
+    size_t n;
+    int64_t through_rev; /* >= after_rev; never splits a revision */
+    int64_t current_rev;
+    int64_t compact_rev;
+};
+
+/* Reads at most about max_events events after after_rev (a revision is never split, so a
+ * large one may exceed it). prev_kv is filled when with_prev_kv. MVCC_ERR_COMPACTED when
+ * events after after_rev were compacted away (out->compact_rev says up to where). */
+int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int with_prev_kv,
+                     struct mvcc_events *out, struct arena *arena, fdb_error_t *store_error);
+
+/* Blocks until the current revision exceeds known_rev or timeout_ms pass, on a store watch
+ * (no polling). Returns 0 (changed or timed out: callers re-read) or an mvcc_error. */
+int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_error_t *store_error);
+
 #endif

@@ -2,7 +2,7 @@
 #include "server/etcd_errors.h"
 
 #include "mvcc/mvcc.h"
-#include "server/log.h"
+#include "kv/log.h"
 
 struct etcd_status etcd_status_for_mvcc(int err, fdb_error_t store_error)
 {

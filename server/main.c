@@ -14,7 +14,7 @@
 
 #include "kv/embedded.h"
 #include "kv/fdb_loader.h"
-#include "server/log.h"
+#include "kv/log.h"
 #include "server/server.h"
 
 struct options {
@@ -210,6 +210,43 @@ static int parse_urls(const char *list, struct rpc_listener **out, char ***urls,
     return 0;
 }
 
+/* Parses a Go-style duration ("500ms", "5s", "10m", "1h", "1m30s") into milliseconds. */
+static int parse_duration_ms(const char *s, int64_t *out)
+{
+    int64_t total = 0;
+    const char *p = s;
+    if (!*p)
+        return -1;
+    while (*p) {
+        char *end;
+        double v = strtod(p, &end);
+        if (end == p || v < 0)
+            return -1;
+        double unit;
+        if (strncmp(end, "ms", 2) == 0) {
+            unit = 1;
+            end += 2;
+        } else if (*end == 's') {
+            unit = 1000;
+            end++;
+        } else if (*end == 'm') {
+            unit = 60000;
+            end++;
+        } else if (*end == 'h') {
+            unit = 3600000;
+            end++;
+        } else {
+            return -1;
+        }
+        total += (int64_t)(v * unit);
+        p = end;
+    }
+    if (total <= 0)
+        return -1;
+    *out = total;
+    return 0;
+}
+
 static uint64_t fnv1a(const char *a, const char *b)
 {
     uint64_t h = 1469598103934665603ull;
@@ -346,6 +383,19 @@ int main(int argc, char **argv)
     srv.cluster_id = fnv1a("etcd-fdb cluster", o.prefix);
     srv.member_id = fnv1a(o.name, o.advertise_client_urls);
     srv.max_request_bytes = o.max_request_bytes;
+    int64_t progress_ms = 10 * 60 * 1000;
+    if (o.progress_notify_interval && parse_duration_ms(o.progress_notify_interval, &progress_ms)) {
+        fprintf(stderr, "etcd-fdb: invalid duration %s for "
+                        "--experimental-watch-progress-notify-interval\n",
+                o.progress_notify_interval);
+        return 2;
+    }
+    struct watch_config wc = {mvcc, progress_ms, o.max_request_bytes, 0, srv.cluster_id,
+                              srv.member_id};
+    if (watch_hub_create(&wc, &srv.watch) != 0) {
+        fprintf(stderr, "etcd-fdb: cannot start the watch hub\n");
+        return 1;
+    }
 
     struct rpc_config rc = {0};
     rc.listeners = listeners;
@@ -360,6 +410,7 @@ int main(int argc, char **argv)
         return 1;
     kv_service_register(&srv, rpc);
     maintenance_service_register(&srv, rpc);
+    watch_service_register(&srv, rpc);
     if (rpc_server_start(rpc) != 0) {
         fprintf(stderr, "etcd-fdb: cannot start serving (see the log above)\n");
         return 1;
@@ -373,6 +424,7 @@ int main(int argc, char **argv)
     log_msg(LOG_INFO, "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rpc_server_shutdown(rpc);
     rpc_server_destroy(rpc);
+    watch_hub_destroy(srv.watch);
     mvcc_close(mvcc);
     api->database_destroy(db);
     api->stop_network();

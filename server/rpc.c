@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/log.h"
+#include "kv/log.h"
 
 struct tag {
     void (*done)(struct tag *t, int ok);
@@ -32,9 +32,30 @@ struct method {
     struct rpc_server *server;
     char *path;
     const ProtobufCMessageDescriptor *request;
-    rpc_unary_fn handler;
+    rpc_unary_fn handler;                 /* unary methods */
+    const struct rpc_stream_ops *stream;  /* streaming methods */
     void *ctx;
     void *handle; /* grpc's registered method */
+};
+
+/* A bidirectional stream. It holds one reference per outstanding gRPC operation plus one
+ * for the service's state until rpc_stream_release(); it is freed at zero (STYLE 5).
+ *   ACCEPTING -> OPEN (receiving; sends as queued) -> CLOSED (no more receives)
+ *   -> FINISHING (status sent, once released and nothing is being sent) -> freed. */
+struct rpc_stream {
+    struct tag call_tag, recv_tag, send_tag, close_tag, status_tag;
+    struct method *method;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array metadata;
+    pthread_mutex_t mu;
+    int refs;
+    void *state;
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer **queue; /* waiting to be sent */
+    size_t queue_len, queue_cap, pending_bytes;
+    grpc_byte_buffer *in_flight;
+    int accepted, metadata_sent, closed, closed_notified, released, finishing, cancelled;
 };
 
 struct rpc_call {
@@ -252,6 +273,267 @@ static void *worker_main(void *arg)
     }
 }
 
+/* ---- streams ---- */
+
+static void stream_call_done(struct tag *t, int ok);
+static void stream_recv_done(struct tag *t, int ok);
+static void stream_send_done(struct tag *t, int ok);
+static void stream_close_done(struct tag *t, int ok);
+static void stream_status_done(struct tag *t, int ok);
+
+#define STREAM_OF(t, field) ((struct rpc_stream *)((char *)(t)-offsetof(struct rpc_stream, field)))
+
+static void arm_stream(struct method *m)
+{
+    struct rpc_stream *st = calloc(1, sizeof(*st));
+    if (!st)
+        abort();
+    st->call_tag.done = stream_call_done;
+    st->recv_tag.done = stream_recv_done;
+    st->send_tag.done = stream_send_done;
+    st->close_tag.done = stream_close_done;
+    st->status_tag.done = stream_status_done;
+    st->method = m;
+    st->refs = 1; /* the accept operation */
+    pthread_mutex_init(&st->mu, NULL);
+    grpc_metadata_array_init(&st->metadata);
+    if (grpc_server_request_registered_call(m->server->server, m->handle, &st->call,
+                                            &st->deadline, &st->metadata, NULL, m->server->cq,
+                                            m->server->cq, &st->call_tag) != GRPC_CALL_OK) {
+        grpc_metadata_array_destroy(&st->metadata);
+        pthread_mutex_destroy(&st->mu);
+        free(st);
+    }
+}
+
+static void stream_free(struct rpc_stream *st)
+{
+    for (size_t i = 0; i < st->queue_len; i++)
+        grpc_byte_buffer_destroy(st->queue[i]);
+    free(st->queue);
+    if (st->recv_buf)
+        grpc_byte_buffer_destroy(st->recv_buf);
+    grpc_metadata_array_destroy(&st->metadata);
+    if (st->call)
+        grpc_call_unref(st->call);
+    pthread_mutex_destroy(&st->mu);
+    free(st);
+}
+
+/* Drops one reference; called with st->mu held, which it releases. */
+static void stream_unref_unlock(struct rpc_stream *st)
+{
+    int last = --st->refs == 0;
+    pthread_mutex_unlock(&st->mu);
+    if (last)
+        stream_free(st);
+}
+
+/* Starts the next send if one is waiting; st->mu held. */
+static void stream_pump_locked(struct rpc_stream *st)
+{
+    if (st->in_flight || st->queue_len == 0 || st->closed)
+        return;
+    st->in_flight = st->queue[0];
+    memmove(st->queue, st->queue + 1, (st->queue_len - 1) * sizeof(*st->queue));
+    st->queue_len--;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    int n = 0;
+    if (!st->metadata_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->metadata_sent = 1;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n++].data.send_message.send_message = st->in_flight;
+    st->refs++;
+    if (grpc_call_start_batch(st->call, ops, (size_t)n, &st->send_tag, NULL) != GRPC_CALL_OK) {
+        st->refs--;
+        grpc_byte_buffer_destroy(st->in_flight);
+        st->in_flight = NULL;
+    }
+}
+
+/* Ends the call with OK once the client closed, the state released it and nothing is
+ * being sent; st->mu held. */
+static void stream_maybe_finish_locked(struct rpc_stream *st)
+{
+    if (!st->closed || !st->released || st->in_flight || st->finishing || st->cancelled)
+        return;
+    st->finishing = 1;
+    static grpc_slice empty;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    int n = 0;
+    if (!st->metadata_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        st->metadata_sent = 1;
+    }
+    empty = grpc_empty_slice();
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = GRPC_STATUS_OK;
+    ops[n++].data.send_status_from_server.status_details = &empty;
+    st->refs++;
+    if (grpc_call_start_batch(st->call, ops, (size_t)n, &st->status_tag, NULL) != GRPC_CALL_OK)
+        st->refs--;
+}
+
+/* Tells the state, once, that no more messages come. Called without st->mu. */
+static void stream_notify_closed(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    int notify = !st->closed_notified;
+    st->closed_notified = 1;
+    st->closed = 1;
+    for (size_t i = 0; i < st->queue_len; i++)
+        grpc_byte_buffer_destroy(st->queue[i]);
+    st->queue_len = 0;
+    st->pending_bytes = 0;
+    pthread_mutex_unlock(&st->mu);
+    if (notify)
+        st->method->stream->closed(st->state);
+    pthread_mutex_lock(&st->mu);
+    stream_maybe_finish_locked(st);
+    pthread_mutex_unlock(&st->mu);
+}
+
+static void stream_start_recv_locked(struct rpc_stream *st)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &st->recv_buf;
+    st->refs++;
+    if (grpc_call_start_batch(st->call, &op, 1, &st->recv_tag, NULL) != GRPC_CALL_OK)
+        st->refs--;
+}
+
+static void stream_call_done(struct tag *t, int ok)
+{
+    struct rpc_stream *st = STREAM_OF(t, call_tag);
+    if (!ok) {
+        pthread_mutex_lock(&st->mu);
+        stream_unref_unlock(st);
+        return;
+    }
+    arm_stream(st->method);
+    st->accepted = 1;
+    st->state = st->method->stream->open(st->method->ctx, st);
+    pthread_mutex_lock(&st->mu);
+    st->refs++; /* the state's, until rpc_stream_release */
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &st->cancelled;
+    st->refs++;
+    if (grpc_call_start_batch(st->call, &op, 1, &st->close_tag, NULL) != GRPC_CALL_OK)
+        st->refs--;
+    stream_start_recv_locked(st);
+    stream_unref_unlock(st); /* the accept operation's */
+}
+
+static void stream_recv_done(struct tag *t, int ok)
+{
+    struct rpc_stream *st = STREAM_OF(t, recv_tag);
+    grpc_byte_buffer *buf = st->recv_buf;
+    st->recv_buf = NULL;
+    if (!ok || !buf) { /* half-close or failure */
+        stream_notify_closed(st);
+        pthread_mutex_lock(&st->mu);
+        stream_unref_unlock(st);
+        return;
+    }
+    grpc_byte_buffer_reader reader;
+    grpc_slice all = grpc_empty_slice();
+    if (grpc_byte_buffer_reader_init(&reader, buf)) {
+        all = grpc_byte_buffer_reader_readall(&reader);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    grpc_byte_buffer_destroy(buf);
+    ProtobufCMessage *msg = protobuf_c_message_unpack(st->method->request, NULL,
+                                                      GRPC_SLICE_LENGTH(all),
+                                                      GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    if (msg)
+        st->method->stream->message(st->state, msg);
+    else
+        log_msg(LOG_WARN, "dropped an undecodable message on %s", st->method->path);
+    pthread_mutex_lock(&st->mu);
+    if (!st->closed)
+        stream_start_recv_locked(st);
+    stream_unref_unlock(st);
+}
+
+static void stream_send_done(struct tag *t, int ok)
+{
+    struct rpc_stream *st = STREAM_OF(t, send_tag);
+    pthread_mutex_lock(&st->mu);
+    st->pending_bytes -= grpc_byte_buffer_length(st->in_flight);
+    grpc_byte_buffer_destroy(st->in_flight);
+    st->in_flight = NULL;
+    if (ok)
+        stream_pump_locked(st);
+    stream_maybe_finish_locked(st);
+    stream_unref_unlock(st);
+}
+
+static void stream_close_done(struct tag *t, int ok)
+{
+    struct rpc_stream *st = STREAM_OF(t, close_tag);
+    stream_notify_closed(st);
+    pthread_mutex_lock(&st->mu);
+    stream_unref_unlock(st);
+}
+
+static void stream_status_done(struct tag *t, int ok)
+{
+    struct rpc_stream *st = STREAM_OF(t, status_tag);
+    pthread_mutex_lock(&st->mu);
+    stream_unref_unlock(st);
+}
+
+int rpc_stream_send(struct rpc_stream *st, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    grpc_slice slice = grpc_slice_malloc(len);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(slice));
+    grpc_byte_buffer *buf = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    pthread_mutex_lock(&st->mu);
+    if (st->closed) {
+        pthread_mutex_unlock(&st->mu);
+        grpc_byte_buffer_destroy(buf);
+        return -1;
+    }
+    if (st->queue_len == st->queue_cap) {
+        st->queue_cap = st->queue_cap ? st->queue_cap * 2 : 16;
+        st->queue = realloc(st->queue, st->queue_cap * sizeof(*st->queue));
+        if (!st->queue)
+            abort();
+    }
+    st->queue[st->queue_len++] = buf;
+    st->pending_bytes += len;
+    stream_pump_locked(st);
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+}
+
+size_t rpc_stream_pending_bytes(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    size_t n = st->pending_bytes;
+    pthread_mutex_unlock(&st->mu);
+    return n;
+}
+
+void rpc_stream_release(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->released = 1;
+    stream_maybe_finish_locked(st);
+    stream_unref_unlock(st);
+}
+
 /* ---- unregistered methods ---- */
 
 static void generic_done(struct tag *t, int ok);
@@ -419,8 +701,16 @@ void rpc_server_add_unary(struct rpc_server *s, const char *path,
     m->path = strdup(path);
     m->request = request;
     m->handler = handler;
+    m->stream = NULL;
     m->ctx = ctx;
     m->handle = NULL;
+}
+
+void rpc_server_add_stream(struct rpc_server *s, const char *path, const struct rpc_stream_ops *ops,
+                           void *ctx)
+{
+    rpc_server_add_unary(s, path, ops->request, NULL, ctx);
+    s->methods[s->n_methods - 1].stream = ops;
 }
 
 static char *read_file(const char *path)
@@ -472,8 +762,9 @@ int rpc_server_start(struct rpc_server *s)
 {
     for (int i = 0; i < s->n_methods; i++) {
         struct method *m = &s->methods[i];
-        m->handle = grpc_server_register_method(s->server, m->path, NULL,
-                                                GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+        m->handle = grpc_server_register_method(
+            s->server, m->path, NULL,
+            m->stream ? GRPC_SRM_PAYLOAD_NONE : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
     }
     for (int i = 0; i < s->config.n_listeners; i++) {
         const struct rpc_listener *l = &s->config.listeners[i];
@@ -502,8 +793,12 @@ int rpc_server_start(struct rpc_server *s)
         pthread_create(&s->workers[i], NULL, worker_main, s);
     /* Several outstanding requests per method, so bursts do not wait for re-arming. */
     for (int i = 0; i < s->n_methods; i++)
-        for (int k = 0; k < 4; k++)
-            arm_unary(&s->methods[i]);
+        for (int k = 0; k < 4; k++) {
+            if (s->methods[i].stream)
+                arm_stream(&s->methods[i]);
+            else
+                arm_unary(&s->methods[i]);
+        }
     for (int k = 0; k < 4; k++)
         arm_generic(s);
     return 0;

@@ -42,6 +42,28 @@ int rpc_server_create(const struct rpc_config *config, struct rpc_server **out)
 void rpc_server_add_unary(struct rpc_server *s, const char *path,
                           const ProtobufCMessageDescriptor *request, rpc_unary_fn handler,
                           void *ctx);
+/* A bidirectional stream. The callbacks run on completion-queue threads and must not
+ * block; `message` owns msg (protobuf_c_message_free_unpacked). After `closed` (the client
+ * half-closed, went away or the server stops), no message arrives; the state stops sending
+ * and calls rpc_stream_release() exactly once. The stream then ends with status OK. */
+struct rpc_stream;
+struct rpc_stream_ops {
+    const ProtobufCMessageDescriptor *request;
+    void *(*open)(void *ctx, struct rpc_stream *stream);
+    void (*message)(void *state, ProtobufCMessage *msg);
+    void (*closed)(void *state);
+};
+
+/* Registers a bidirectional streaming method; before rpc_server_start. */
+void rpc_server_add_stream(struct rpc_server *s, const char *path, const struct rpc_stream_ops *ops,
+                           void *ctx);
+/* Queues a message for the client; thread-safe; messages go out in queue order. Returns 0,
+ * or -1 when the stream is closed (the message is dropped). */
+int rpc_stream_send(struct rpc_stream *stream, const ProtobufCMessage *msg);
+/* Bytes queued and not yet written to the transport. */
+size_t rpc_stream_pending_bytes(struct rpc_stream *stream);
+void rpc_stream_release(struct rpc_stream *stream);
+
 /* Binds the listeners and starts serving. Returns 0 or -1 (logged). */
 int rpc_server_start(struct rpc_server *s) __attribute__((warn_unused_result));
 /* Stops accepting calls, lets in-flight ones finish (streams are cancelled after a grace

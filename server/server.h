@@ -8,6 +8,7 @@
 #include "kv/fdb_api.h"
 #include "mvcc/mvcc.h"
 #include "server/rpc.h"
+#include "watch/watch.h"
 
 #define ETCD_FDB_VERSION "0.1.0"
 /* What Maintenance.Status reports: the etcd API level this server speaks. */
@@ -23,6 +24,7 @@ struct server {
     int n_client_urls;
     uint64_t cluster_id, member_id;
     int64_t max_request_bytes;
+    struct watch_hub *watch;
 };
 
 /* A response header in the call's arena: the server's identity and `revision`. */
@@ -33,5 +35,6 @@ void server_fill_header(struct server *s, Etcdserverpb__ResponseHeader *h);
 
 void kv_service_register(struct server *s, struct rpc_server *rpc);
 void maintenance_service_register(struct server *s, struct rpc_server *rpc);
+void watch_service_register(struct server *s, struct rpc_server *rpc);
 
 #endif

@@ -213,6 +213,29 @@ START_TEST(test_range_read_conflict)
 }
 END_TEST
 
+START_TEST(test_versionstamped_key_write_conflicts)
+{
+    /* A reader of a range conflicts with a versionstamped key written into it. */
+    uint8_t begin[64], end[64], key[80];
+    int bl = KB(begin, "vsc/"), el = KB(end, "vsc0");
+    FDBTransaction *reader = new_tr();
+    CHECK_OK(wait_destroy(H.api->transaction_get_range(reader, begin, bl, 0, 1, end, el, 0, 1, 0,
+                                                       0, FDB_STREAMING_MODE_WANT_ALL, 0, 0, 0)));
+    FDBTransaction *writer = new_tr();
+    memcpy(key, begin, (size_t)bl);
+    memset(key + bl, 0, 10);
+    key[bl + 10] = (uint8_t)bl; /* offset suffix, little-endian */
+    key[bl + 11] = key[bl + 12] = key[bl + 13] = 0;
+    H.api->transaction_atomic_op(writer, key, bl + 14, (const uint8_t *)"v", 1,
+                                 FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+    CHECK_OK(commit_tr(writer));
+    H.api->transaction_destroy(writer);
+    set_str(reader, "vsc-out", "x");
+    CHECK_ERR(commit_tr(reader), FDB_ERR_NOT_COMMITTED);
+    H.api->transaction_destroy(reader);
+}
+END_TEST
+
 START_TEST(test_manual_conflict_ranges)
 {
     int bl, el;
@@ -979,6 +1002,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_blind_writes_do_not_conflict);
     tcase_add_test(tc, test_range_read_conflict);
     tcase_add_test(tc, test_manual_conflict_ranges);
+    tcase_add_test(tc, test_versionstamped_key_write_conflicts);
     tcase_add_test(tc, test_read_versions_follow_wall_clock);
     tcase_add_test(tc, test_versionstamps_unique_and_ordered);
     tcase_add_test(tc, test_first_in_batch);

@@ -1,6 +1,6 @@
 /* log.h -- one line per event, with a level; never key values. */
-#ifndef SERVER_LOG_H
-#define SERVER_LOG_H
+#ifndef KV_LOG_H
+#define KV_LOG_H
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 

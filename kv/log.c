@@ -1,5 +1,5 @@
 /* log.c -- timestamped, levelled log lines on stderr. */
-#include "server/log.h"
+#include "kv/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

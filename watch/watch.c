@@ -1,0 +1,775 @@
+/* watch.c -- the watch hub (see watch.h).
+ *
+ * Two threads per process:
+ *   - the tail thread reads the change log after `synced_rev` (mvcc_read_events), hands
+ *     each event to the synced watchers whose range holds its key, then advances
+ *     synced_rev; when there is nothing new it sleeps on a store watch of the revision key;
+ *   - the worker thread runs stream requests (create needs a store read), catches up
+ *     unsynced watchers from the store in chunks, and sends periodic progress
+ *     notifications.
+ * A watcher is either synced (the tail delivers to it) or unsynced (the worker replays the
+ * log for it); it moves between the two only under hub->mu, with next_rev exact, so no
+ * event is delivered twice or skipped. Synced watchers of a stream whose client does not
+ * read fall back to unsynced, so memory per stream stays bounded.
+ *
+ * Guarantees (etcd's robustness checks), kept by:
+ * (1) Ordered: a watcher's next_rev only grows, and each delivery covers revisions
+ *     [next_rev, through] in order.
+ * (2) Unique: delivery moves next_rev past every revision delivered.
+ * (3) Reliable: next_rev moves only past revisions whose events were delivered.
+ * (4) Atomic: mvcc_read_events never splits a revision, and a watcher's events of one
+ *     batch go out in one response (unless fragmenting).
+ * (5) Resumable: a watch from revision R starts unsynced at R and replays the log.
+ * (6) Bookmarkable: progress is reported at next_rev - 1 of synced watchers only.
+ */
+#include "watch/watch.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv/arena.h"
+#include "kv/log.h"
+
+#define TAIL_BATCH 1000
+#define CATCHUP_BATCH 1000
+#define WAIT_MS 1000
+
+static const char ERR_DUPLICATE_ID[] = "mvcc: duplicate watch ID provided on the WatchStream";
+
+struct watcher {
+    struct watch_stream *stream;
+    int64_t id;
+    uint8_t *key, *end; /* [key, end); end_len 0 and !open: the single key */
+    size_t key_len, end_len;
+    int open_end; /* every key >= key */
+    int no_put, no_delete, prev_kv, progress_notify, fragment;
+    int64_t next_rev; /* first revision not yet delivered */
+    int synced;
+    int sent_since_tick;
+    /* events of the batch being dispatched */
+    Mvccpb__Event **batch;
+    size_t batch_n, batch_cap;
+    struct watcher *next_in_stream;
+    struct watcher *next_touched;
+    struct watcher *next_unsynced;
+    struct watcher *prev_unsynced;
+};
+
+struct request {
+    struct watch_stream *stream;
+    Etcdserverpb__WatchRequest *req; /* packed and unpacked copy */
+    struct request *next;
+};
+
+struct watch_stream {
+    struct watch_hub *hub;
+    struct watch_sink sink;
+    struct watcher *watchers;
+    int64_t next_id;
+    int progress_wanted;
+    int closing;
+    int refs; /* hub->mu: the owner until close, each queued request, a catch-up in progress */
+    struct watch_stream *next, *prev;
+};
+
+struct watch_hub {
+    struct watch_config config;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;
+    int stopping;
+    int64_t synced_rev;
+    struct watch_stream *streams;
+    struct watcher *unsynced;
+    int prev_kv_watchers; /* synced ones wanting prev_kv */
+    struct request *req_head, *req_tail;
+    pthread_t tail_thread, worker_thread;
+    int64_t last_tick_ms;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Drops a reference to a stream; frees it at zero. hub->mu held. */
+static void stream_unref_locked(struct watch_stream *s)
+{
+    if (--s->refs == 0)
+        free(s);
+}
+
+/* ---- ranges ---- */
+
+static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    size_t n = al < bl ? al : bl;
+    int c = n ? memcmp(a, b, n) : 0;
+    return c ? c : (al > bl) - (al < bl);
+}
+
+static int watcher_matches(const struct watcher *w, const ProtobufCBinaryData *k)
+{
+    int c = bytes_cmp(k->data, k->len, w->key, w->key_len);
+    if (c < 0)
+        return 0;
+    if (w->open_end)
+        return 1;
+    if (w->end_len == 0)
+        return c == 0;
+    return bytes_cmp(k->data, k->len, w->end, w->end_len) < 0;
+}
+
+/* ---- responses ---- */
+
+static void header_init(struct watch_hub *hub, Etcdserverpb__ResponseHeader *h, int64_t rev)
+{
+    etcdserverpb__response_header__init(h);
+    h->cluster_id = hub->config.cluster_id;
+    h->member_id = hub->config.member_id;
+    h->revision = rev;
+    h->raft_term = 1;
+}
+
+/* Sends a control response (created, canceled, progress); hub->mu held. */
+static void send_control(struct watch_stream *s, int64_t watch_id, int64_t rev, int created,
+                         int canceled, int64_t compact_rev, const char *reason)
+{
+    Etcdserverpb__ResponseHeader h;
+    header_init(s->hub, &h, rev);
+    Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+    r.header = &h;
+    r.watch_id = watch_id;
+    r.created = created;
+    r.canceled = canceled;
+    r.compact_revision = compact_rev;
+    if (reason)
+        r.cancel_reason = (char *)reason;
+    s->sink.send(s->sink.arg, &r);
+}
+
+/* Sends events to a watcher, fragmenting as etcd does when the watcher asked for it and
+ * the response is too large; hub->mu held. */
+static void send_events(struct watcher *w, Mvccpb__Event **events, size_t n, int64_t rev)
+{
+    struct watch_hub *hub = w->stream->hub;
+    Etcdserverpb__ResponseHeader h;
+    header_init(hub, &h, rev);
+    Etcdserverpb__WatchResponse r = ETCDSERVERPB__WATCH_RESPONSE__INIT;
+    r.header = &h;
+    r.watch_id = w->id;
+    r.events = events;
+    r.n_events = n;
+    w->sent_since_tick = 1;
+    if (!w->fragment || n < 2 ||
+        (int64_t)protobuf_c_message_get_packed_size(&r.base) < hub->config.fragment_bytes) {
+        w->stream->sink.send(w->stream->sink.arg, &r);
+        return;
+    }
+    size_t i = 0;
+    while (i < n) {
+        r.events = events + i;
+        r.n_events = 0;
+        r.fragment = 1;
+        while (i + r.n_events < n) {
+            r.n_events++;
+            if (r.n_events > 1 &&
+                (int64_t)protobuf_c_message_get_packed_size(&r.base) >= hub->config.fragment_bytes) {
+                r.n_events--;
+                break;
+            }
+        }
+        i += r.n_events;
+        if (i == n)
+            r.fragment = 0;
+        w->stream->sink.send(w->stream->sink.arg, &r);
+    }
+}
+
+/* The event as this watcher wants it (filters, prev_kv), or NULL to skip it. */
+static Mvccpb__Event *shape_event(struct watcher *w, Mvccpb__Event *e, struct arena *arena)
+{
+    if ((w->no_put && e->type == MVCCPB__EVENT__EVENT_TYPE__PUT) ||
+        (w->no_delete && e->type == MVCCPB__EVENT__EVENT_TYPE__DELETE))
+        return NULL;
+    if (w->prev_kv || !e->prev_kv)
+        return e;
+    Mvccpb__Event *copy = arena_alloc(arena, sizeof(*copy));
+    *copy = *e;
+    copy->prev_kv = NULL;
+    return copy;
+}
+
+static void batch_push(struct watcher *w, Mvccpb__Event *e)
+{
+    if (w->batch_n == w->batch_cap) {
+        w->batch_cap = w->batch_cap ? w->batch_cap * 2 : 8;
+        w->batch = realloc(w->batch, w->batch_cap * sizeof(*w->batch));
+        if (!w->batch)
+            abort();
+    }
+    w->batch[w->batch_n++] = e;
+}
+
+static int stream_congested(struct watch_stream *s)
+{
+    return s->sink.pending(s->sink.arg) > s->hub->config.max_pending_bytes;
+}
+
+/* ---- synced / unsynced ---- */
+
+static void unsynced_add(struct watch_hub *hub, struct watcher *w)
+{
+    if (w->synced && w->prev_kv)
+        hub->prev_kv_watchers--;
+    w->synced = 0;
+    w->prev_unsynced = NULL;
+    w->next_unsynced = hub->unsynced;
+    if (hub->unsynced)
+        hub->unsynced->prev_unsynced = w;
+    hub->unsynced = w;
+    pthread_cond_signal(&hub->work_cv);
+}
+
+static void unsynced_remove(struct watch_hub *hub, struct watcher *w)
+{
+    if (w->prev_unsynced)
+        w->prev_unsynced->next_unsynced = w->next_unsynced;
+    else if (hub->unsynced == w)
+        hub->unsynced = w->next_unsynced;
+    if (w->next_unsynced)
+        w->next_unsynced->prev_unsynced = w->prev_unsynced;
+    w->next_unsynced = w->prev_unsynced = NULL;
+}
+
+static void make_synced(struct watch_hub *hub, struct watcher *w)
+{
+    unsynced_remove(hub, w);
+    w->synced = 1;
+    if (w->prev_kv)
+        hub->prev_kv_watchers++;
+}
+
+static void watcher_free(struct watcher *w)
+{
+    free(w->key);
+    free(w->end);
+    free(w->batch);
+    free(w);
+}
+
+/* Unlinks and frees a watcher; hub->mu held. */
+static void watcher_remove(struct watch_hub *hub, struct watcher *w)
+{
+    struct watcher **link = &w->stream->watchers;
+    while (*link && *link != w)
+        link = &(*link)->next_in_stream;
+    if (*link)
+        *link = w->next_in_stream;
+    if (w->synced) {
+        if (w->prev_kv)
+            hub->prev_kv_watchers--;
+    } else {
+        unsynced_remove(hub, w);
+    }
+    watcher_free(w);
+}
+
+/* Answers a progress request when every watcher of the stream is synced; hub->mu held. */
+static void maybe_answer_progress(struct watch_stream *s)
+{
+    if (!s->progress_wanted)
+        return;
+    for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
+        if (!w->synced)
+            return;
+    s->progress_wanted = 0;
+    send_control(s, -1, s->hub->synced_rev, 0, 0, 0, NULL);
+}
+
+/* ---- the tail thread ---- */
+
+/* Hands a batch of events to the synced watchers; hub->mu held. */
+static void dispatch(struct watch_hub *hub, const struct mvcc_events *ev, struct arena *arena)
+{
+    struct watcher *touched = NULL;
+    for (size_t i = 0; i < ev->n; i++) {
+        Mvccpb__Event *e = ev->events[i];
+        int64_t rev = e->kv->mod_revision;
+        for (struct watch_stream *s = hub->streams; s; s = s->next)
+            for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
+                if (!w->synced || rev < w->next_rev || !watcher_matches(w, &e->kv->key))
+                    continue;
+                Mvccpb__Event *shaped = shape_event(w, e, arena);
+                if (!shaped)
+                    continue;
+                if (w->batch_n == 0) {
+                    w->next_touched = touched;
+                    touched = w;
+                }
+                batch_push(w, shaped);
+            }
+    }
+    for (struct watcher *w = touched; w; w = w->next_touched) {
+        if (stream_congested(w->stream)) {
+            unsynced_add(hub, w); /* replays from next_rev when the client reads again */
+        } else {
+            send_events(w, w->batch, w->batch_n, ev->through_rev);
+            w->next_rev = ev->through_rev + 1;
+        }
+        w->batch_n = 0;
+    }
+    for (struct watch_stream *s = hub->streams; s; s = s->next)
+        for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
+            if (w->synced && w->next_rev <= ev->through_rev)
+                w->next_rev = ev->through_rev + 1;
+    if (ev->through_rev > hub->synced_rev)
+        hub->synced_rev = ev->through_rev;
+    for (struct watch_stream *s = hub->streams; s; s = s->next)
+        maybe_answer_progress(s);
+}
+
+static void *tail_main(void *arg)
+{
+    struct watch_hub *hub = arg;
+    struct mvcc *m = hub->config.mvcc;
+    for (;;) {
+        pthread_mutex_lock(&hub->mu);
+        int stop = hub->stopping;
+        int64_t after = hub->synced_rev;
+        int with_prev = hub->prev_kv_watchers > 0;
+        pthread_mutex_unlock(&hub->mu);
+        if (stop)
+            return NULL;
+        struct arena arena = {0};
+        struct mvcc_events ev;
+        fdb_error_t store_error = 0;
+        int err = mvcc_read_events(m, after, TAIL_BATCH, with_prev, &ev, &arena, &store_error);
+        if (err == MVCC_ERR_COMPACTED) {
+            /* Compacted past us (a long stall): the synced watchers cannot be served. */
+            pthread_mutex_lock(&hub->mu);
+            for (struct watch_stream *s = hub->streams; s; s = s->next)
+                for (struct watcher *w = s->watchers, *next; w; w = next) {
+                    next = w->next_in_stream;
+                    send_control(s, w->id, ev.current_rev, 0, 1, ev.compact_rev, NULL);
+                    watcher_remove(hub, w);
+                }
+            hub->synced_rev = ev.current_rev;
+            pthread_mutex_unlock(&hub->mu);
+        } else if (err) {
+            log_msg(LOG_WARN, "watch: reading the change log failed (%d), retrying", (int)store_error);
+            struct timespec pause = {0, 100 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        } else {
+            pthread_mutex_lock(&hub->mu);
+            int with_prev_now = hub->prev_kv_watchers > 0;
+            if (with_prev_now && !with_prev && ev.n) {
+                pthread_mutex_unlock(&hub->mu); /* a prev_kv watcher arrived: read again */
+                arena_free(&arena);
+                continue;
+            }
+            dispatch(hub, &ev, &arena);
+            int caught_up = ev.through_rev >= ev.current_rev;
+            pthread_mutex_unlock(&hub->mu);
+            if (caught_up) {
+                fdb_error_t werr = 0;
+                if (mvcc_wait_change(m, ev.through_rev, WAIT_MS, &werr) != 0) {
+                    struct timespec pause = {0, 100 * 1000 * 1000};
+                    nanosleep(&pause, NULL);
+                }
+            }
+        }
+        arena_free(&arena);
+    }
+}
+
+/* ---- the worker thread: requests, catch-up, progress ---- */
+
+static struct watcher *find_watcher(struct watch_stream *s, int64_t id)
+{
+    for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
+        if (w->id == id)
+            return w;
+    return NULL;
+}
+
+static uint8_t *dup_bytes(const ProtobufCBinaryData *b)
+{
+    uint8_t *p = malloc(b->len ? b->len : 1);
+    if (!p)
+        abort();
+    if (b->len)
+        memcpy(p, b->data, b->len);
+    return p;
+}
+
+static void handle_create(struct watch_hub *hub, struct watch_stream *s,
+                          const Etcdserverpb__WatchCreateRequest *c)
+{
+    int64_t current = 0, compacted = 0;
+    fdb_error_t store_error = 0;
+    int err = mvcc_revisions(hub->config.mvcc, &current, &compacted, &store_error);
+    pthread_mutex_lock(&hub->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&hub->mu);
+        return;
+    }
+    int64_t id = c->watch_id;
+    if (err) {
+        send_control(s, id, hub->synced_rev, 1, 1, 0, "etcdserver: request timed out");
+        pthread_mutex_unlock(&hub->mu);
+        return;
+    }
+    if (id != 0 && find_watcher(s, id)) {
+        send_control(s, id, current, 1, 1, 0, ERR_DUPLICATE_ID);
+        pthread_mutex_unlock(&hub->mu);
+        return;
+    }
+    if (id == 0) { /* etcd's AutoWatchID: the lowest unused id from next_id on */
+        while (find_watcher(s, s->next_id))
+            s->next_id++;
+        id = s->next_id++;
+    }
+    struct watcher *w = calloc(1, sizeof(*w));
+    if (!w)
+        abort();
+    w->stream = s;
+    w->id = id;
+    w->key = dup_bytes(&c->key);
+    w->key_len = c->key.len;
+    if (c->range_end.len == 1 && c->range_end.data[0] == 0) {
+        w->open_end = 1;
+    } else if (c->range_end.len) {
+        w->end = dup_bytes(&c->range_end);
+        w->end_len = c->range_end.len;
+    }
+    for (size_t i = 0; i < c->n_filters; i++) {
+        if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
+            w->no_put = 1;
+        if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NODELETE)
+            w->no_delete = 1;
+    }
+    w->prev_kv = c->prev_kv;
+    w->progress_notify = c->progress_notify;
+    w->fragment = c->fragment;
+    w->next_rev = c->start_revision > 0 ? c->start_revision : current + 1;
+    /* The created response goes out before any event of the watch. */
+    send_control(s, id, current, 1, 0, 0, NULL);
+    if (c->start_revision > 0 && c->start_revision < compacted) {
+        send_control(s, id, current, 0, 1, compacted, NULL);
+        watcher_free(w);
+        pthread_mutex_unlock(&hub->mu);
+        return;
+    }
+    w->next_in_stream = s->watchers;
+    s->watchers = w;
+    if (w->next_rev > hub->synced_rev)
+        make_synced(hub, w);
+    else
+        unsynced_add(hub, w);
+    pthread_mutex_unlock(&hub->mu);
+}
+
+static void handle_request(struct watch_hub *hub, struct request *r)
+{
+    struct watch_stream *s = r->stream;
+    Etcdserverpb__WatchRequest *req = r->req;
+    switch (req->request_union_case) {
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST:
+        handle_create(hub, s, req->create_request);
+        break;
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST: {
+        pthread_mutex_lock(&hub->mu);
+        struct watcher *w = s->closing ? NULL : find_watcher(s, req->cancel_request->watch_id);
+        if (w) { /* an unknown id is ignored, as etcd does */
+            send_control(s, w->id, hub->synced_rev, 0, 1, 0, NULL);
+            watcher_remove(hub, w);
+            maybe_answer_progress(s);
+        }
+        pthread_mutex_unlock(&hub->mu);
+        break;
+    }
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
+        pthread_mutex_lock(&hub->mu);
+        if (!s->closing) {
+            s->progress_wanted = 1;
+            maybe_answer_progress(s);
+        }
+        pthread_mutex_unlock(&hub->mu);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Replays the log for one unsynced watcher (one chunk). Returns 1 if it did work. */
+static int catch_up_one(struct watch_hub *hub)
+{
+    pthread_mutex_lock(&hub->mu);
+    struct watcher *w = hub->unsynced;
+    while (w && stream_congested(w->stream))
+        w = w->next_unsynced;
+    if (!w) {
+        pthread_mutex_unlock(&hub->mu);
+        return 0;
+    }
+    if (w->next_rev > hub->synced_rev) {
+        make_synced(hub, w);
+        maybe_answer_progress(w->stream);
+        pthread_mutex_unlock(&hub->mu);
+        return 1;
+    }
+    int64_t after = w->next_rev - 1;
+    int prev_kv = w->prev_kv;
+    struct watch_stream *s = w->stream;
+    int64_t id = w->id;
+    s->refs++; /* s stays valid while the lock is dropped */
+    /* Move it to the end so unsynced watchers take turns. */
+    unsynced_remove(hub, w);
+    w->synced = 0;
+    struct watcher **tail = &hub->unsynced;
+    struct watcher *prev = NULL;
+    while (*tail) {
+        prev = *tail;
+        tail = &(*tail)->next_unsynced;
+    }
+    *tail = w;
+    w->prev_unsynced = prev;
+    w->next_unsynced = NULL;
+    pthread_mutex_unlock(&hub->mu);
+
+    struct arena arena = {0};
+    struct mvcc_events ev;
+    fdb_error_t store_error = 0;
+    int err = mvcc_read_events(hub->config.mvcc, after, CATCHUP_BATCH, prev_kv, &ev, &arena,
+                               &store_error);
+    pthread_mutex_lock(&hub->mu);
+    w = s->closing ? NULL : find_watcher(s, id); /* cancelled meanwhile? */
+    if (w && !w->synced && w->next_rev == after + 1) {
+        if (err == MVCC_ERR_COMPACTED) {
+            send_control(s, id, ev.current_rev, 0, 1, ev.compact_rev, NULL);
+            watcher_remove(hub, w);
+        } else if (!err) {
+            for (size_t i = 0; i < ev.n; i++) {
+                Mvccpb__Event *e = ev.events[i];
+                if (e->kv->mod_revision >= w->next_rev && watcher_matches(w, &e->kv->key)) {
+                    Mvccpb__Event *shaped = shape_event(w, e, &arena);
+                    if (shaped)
+                        batch_push(w, shaped);
+                }
+            }
+            if (w->batch_n)
+                send_events(w, w->batch, w->batch_n, ev.through_rev);
+            w->batch_n = 0;
+            w->next_rev = ev.through_rev + 1;
+            if (w->next_rev > hub->synced_rev)
+                make_synced(hub, w);
+            maybe_answer_progress(s);
+        }
+    }
+    stream_unref_locked(s);
+    pthread_mutex_unlock(&hub->mu);
+    arena_free(&arena);
+    return 1;
+}
+
+/* Periodic progress notifications for synced watchers that asked for them; hub->mu held. */
+static void progress_tick(struct watch_hub *hub)
+{
+    for (struct watch_stream *s = hub->streams; s; s = s->next)
+        for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
+            if (w->progress_notify && w->synced && !w->sent_since_tick) {
+                int64_t rev = hub->synced_rev > w->next_rev - 1 ? hub->synced_rev : w->next_rev - 1;
+                send_control(s, w->id, rev, 0, 0, 0, NULL);
+            }
+            w->sent_since_tick = 0;
+        }
+}
+
+static void *worker_main(void *arg)
+{
+    struct watch_hub *hub = arg;
+    for (;;) {
+        pthread_mutex_lock(&hub->mu);
+        if (hub->stopping) {
+            pthread_mutex_unlock(&hub->mu);
+            return NULL;
+        }
+        int64_t now = now_ms();
+        if (now - hub->last_tick_ms >= hub->config.progress_interval_ms) {
+            hub->last_tick_ms = now;
+            progress_tick(hub);
+        }
+        struct request *r = hub->req_head;
+        if (r) {
+            hub->req_head = r->next;
+            if (!hub->req_head)
+                hub->req_tail = NULL;
+        }
+        int idle = !r && !hub->unsynced;
+        if (idle) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t wait = hub->config.progress_interval_ms - (now - hub->last_tick_ms);
+            if (wait > WAIT_MS)
+                wait = WAIT_MS;
+            ts.tv_sec += wait / 1000;
+            ts.tv_nsec += (wait % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000;
+            }
+            pthread_cond_timedwait(&hub->work_cv, &hub->mu, &ts);
+        }
+        pthread_mutex_unlock(&hub->mu);
+        if (r) {
+            handle_request(hub, r);
+            etcdserverpb__watch_request__free_unpacked(r->req, NULL);
+            pthread_mutex_lock(&hub->mu);
+            stream_unref_locked(r->stream);
+            pthread_mutex_unlock(&hub->mu);
+            free(r);
+        } else if (!idle && !catch_up_one(hub)) {
+            /* every unsynced watcher waits for its client to read: do not spin */
+            struct timespec pause = {0, 5 * 1000 * 1000};
+            nanosleep(&pause, NULL);
+        }
+    }
+}
+
+/* ---- public ---- */
+
+int watch_hub_create(const struct watch_config *config, struct watch_hub **out)
+{
+    struct watch_hub *hub = calloc(1, sizeof(*hub));
+    if (!hub)
+        abort();
+    hub->config = *config;
+    if (hub->config.progress_interval_ms <= 0)
+        hub->config.progress_interval_ms = 10 * 60 * 1000;
+    if (hub->config.max_pending_bytes == 0)
+        hub->config.max_pending_bytes = 16u << 20;
+    if (hub->config.fragment_bytes <= 0)
+        hub->config.fragment_bytes = 1572864;
+    pthread_mutex_init(&hub->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&hub->work_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    int64_t current = 0, compacted = 0;
+    fdb_error_t store_error = 0;
+    if (mvcc_revisions(config->mvcc, &current, &compacted, &store_error) != 0) {
+        log_msg(LOG_ERROR, "watch: cannot read the current revision (%d)", (int)store_error);
+        free(hub);
+        return -1;
+    }
+    hub->synced_rev = current;
+    hub->last_tick_ms = now_ms();
+    pthread_create(&hub->tail_thread, NULL, tail_main, hub);
+    pthread_create(&hub->worker_thread, NULL, worker_main, hub);
+    *out = hub;
+    return 0;
+}
+
+void watch_hub_destroy(struct watch_hub *hub)
+{
+    if (!hub)
+        return;
+    pthread_mutex_lock(&hub->mu);
+    hub->stopping = 1;
+    pthread_cond_broadcast(&hub->work_cv);
+    pthread_mutex_unlock(&hub->mu);
+    pthread_join(hub->tail_thread, NULL);
+    pthread_join(hub->worker_thread, NULL);
+    while (hub->req_head) {
+        struct request *r = hub->req_head;
+        hub->req_head = r->next;
+        etcdserverpb__watch_request__free_unpacked(r->req, NULL);
+        free(r);
+    }
+    pthread_mutex_destroy(&hub->mu);
+    pthread_cond_destroy(&hub->work_cv);
+    free(hub);
+}
+
+struct watch_stream *watch_stream_open(struct watch_hub *hub, const struct watch_sink *sink)
+{
+    struct watch_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        abort();
+    s->hub = hub;
+    s->sink = *sink;
+    s->refs = 1;
+    pthread_mutex_lock(&hub->mu);
+    s->next = hub->streams;
+    if (hub->streams)
+        hub->streams->prev = s;
+    hub->streams = s;
+    pthread_mutex_unlock(&hub->mu);
+    return s;
+}
+
+void watch_stream_request(struct watch_stream *s, const Etcdserverpb__WatchRequest *req)
+{
+    /* A private copy: the caller's message goes away when this returns. */
+    size_t len = protobuf_c_message_get_packed_size(&req->base);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        abort();
+    protobuf_c_message_pack(&req->base, buf);
+    Etcdserverpb__WatchRequest *copy = etcdserverpb__watch_request__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        return;
+    struct request *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    r->stream = s;
+    r->req = copy;
+    struct watch_hub *hub = s->hub;
+    pthread_mutex_lock(&hub->mu);
+    s->refs++;
+    if (hub->req_tail)
+        hub->req_tail->next = r;
+    else
+        hub->req_head = r;
+    hub->req_tail = r;
+    pthread_cond_signal(&hub->work_cv);
+    pthread_mutex_unlock(&hub->mu);
+}
+
+void watch_stream_close(struct watch_stream *s)
+{
+    struct watch_hub *hub = s->hub;
+    pthread_mutex_lock(&hub->mu);
+    s->closing = 1;
+    while (s->watchers)
+        watcher_remove(hub, s->watchers);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hub->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    /* Requests still queued for this stream are dropped. */
+    struct request **link = &hub->req_head, *last = NULL;
+    while (*link) {
+        struct request *r = *link;
+        if (r->stream == s) {
+            *link = r->next;
+            etcdserverpb__watch_request__free_unpacked(r->req, NULL);
+            free(r);
+            s->refs--;
+        } else {
+            last = r;
+            link = &r->next;
+        }
+    }
+    hub->req_tail = last;
+    stream_unref_locked(s);
+    pthread_mutex_unlock(&hub->mu);
+}
