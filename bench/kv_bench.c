@@ -25,6 +25,7 @@
  * Every phase runs a warm-up (not counted) and then a measurement window of --seconds; a
  * commit counts when its future becomes ready inside the window. Each figure gets one
  * human-readable line; the last lines are `RESULT name=value`, for scripts. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -141,13 +142,24 @@ static void add_result(struct bench *b, const char *name, double value)
     r->value = value;
 }
 
-/* CPU seconds (user + system) and context switches of the whole process so far, and the
- * busy CPU seconds of the whole machine (from /proc/stat; 0 where unreadable): the
- * difference is what other processes took, which makes a noisy run visible. */
+/* Which thread CPU time belongs to, told by the thread's name: the benchmark names its own
+ * threads; the engine's threads keep the name of the process (they were started by main
+ * before it renamed itself); RocksDB names its background threads "rocksdb:...". */
+enum thread_kind { KIND_ENGINE, KIND_NETWORK, KIND_CLIENT, KIND_ROCKSDB, KIND_MAIN, KIND_COUNT };
+
+#define THREAD_NAME_NETWORK "kv-network"
+#define THREAD_NAME_CLIENT "kv-client"
+#define THREAD_NAME_MAIN "kv-main"
+
+/* CPU seconds (user + system) and context switches of the whole process so far, the same
+ * CPU split by thread kind, and the busy CPU seconds of the whole machine (from /proc/stat;
+ * 0 where unreadable): the difference is what other processes took, which makes a noisy
+ * run visible. */
 struct usage {
     double cpu_s;
     long context_switches;
     double machine_busy_s;
+    double kind_cpu_s[KIND_COUNT];
 };
 
 static double machine_busy_seconds(void)
@@ -165,10 +177,60 @@ static double machine_busy_seconds(void)
     return busy;
 }
 
+static enum thread_kind thread_kind_of(const char *name)
+{
+    if (strcmp(name, THREAD_NAME_NETWORK) == 0)
+        return KIND_NETWORK;
+    if (strcmp(name, THREAD_NAME_CLIENT) == 0)
+        return KIND_CLIENT;
+    if (strcmp(name, THREAD_NAME_MAIN) == 0)
+        return KIND_MAIN;
+    if (strncmp(name, "rocksdb", 7) == 0)
+        return KIND_ROCKSDB;
+    return KIND_ENGINE;
+}
+
+/* Adds each live thread's CPU seconds (/proc/self/task/TID/stat) to out by kind. */
+static void thread_cpu_by_kind(double out[KIND_COUNT])
+{
+    char path[64], line[512];
+    for (int k = 0; k < KIND_COUNT; k++)
+        out[k] = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return;
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/task/%.20s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* the thread just exited */
+        size_t n = fread(line, 1, sizeof(line) - 1, f);
+        fclose(f);
+        line[n] = 0;
+        /* "tid (name) state ppid ... utime stime": name may hold spaces, so cut at ')'. */
+        char *open = strchr(line, '('), *close = strrchr(line, ')');
+        if (!open || !close || close < open)
+            continue;
+        *close = 0;
+        unsigned long long utime, stime;
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                   &stime) == 2)
+            out[thread_kind_of(open + 1)] += (double)(utime + stime) / tick;
+    }
+    closedir(d);
+}
+
 static struct usage usage_now(void)
 {
     struct rusage ru;
-    struct usage u = {0, 0, machine_busy_seconds()};
+    struct usage u;
+    memset(&u, 0, sizeof(u));
+    u.machine_busy_s = machine_busy_seconds();
+    thread_cpu_by_kind(u.kind_cpu_s);
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         u.cpu_s = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
@@ -185,6 +247,23 @@ static void usage_cores(struct usage u0, struct usage u1, double seconds, double
     *others = (u1.machine_busy_s - u0.machine_busy_s) / seconds - *self;
     if (*others < 0)
         *others = 0; /* the two clocks tick at different granularities */
+}
+
+/* Prints "prefix: cpu by thread: ..." in cores, and warns when other processes took a
+ * noticeable share of the machine (the figures above it are then low). */
+static void print_thread_usage(const char *prefix, const char *client_name, struct usage u0,
+                               struct usage u1, double seconds)
+{
+    double self, others;
+    usage_cores(u0, u1, seconds, &self, &others);
+    double k[KIND_COUNT];
+    for (int i = 0; i < KIND_COUNT; i++)
+        k[i] = (u1.kind_cpu_s[i] - u0.kind_cpu_s[i]) / seconds;
+    printf("%s: cpu by thread (cores): engine commit thread %.2f, network thread %.2f, %s %.2f, "
+           "rocksdb background %.2f; process %.2f, other processes %.2f%s\n",
+           prefix, k[KIND_ENGINE], k[KIND_NETWORK], client_name, k[KIND_CLIENT],
+           k[KIND_ROCKSDB], self, others,
+           others > 0.1 ? "  (WARNING: machine busy, figures are low)" : "");
 }
 
 static int compare_u64(const void *a, const void *b)
@@ -463,6 +542,7 @@ static void *committer_thread_main(void *arg)
     struct committer *c = arg;
     struct commit_phase *p = c->phase;
     const struct kv_api *api = p->bench->api;
+    pthread_setname_np(pthread_self(), THREAD_NAME_CLIENT);
     while (!atomic_load(&p->error)) {
         committer_write(c);
         c->commit_start_ns = now_ns();
@@ -590,9 +670,8 @@ static void phase_commit(struct bench *b, int phase_number, int count)
     double max = n ? (double)latencies[n - 1] / 1e6 : 0;
     double groups_per_s = (double)groups / window_s;
     double per_group = groups ? (double)n / (double)groups : 0;
-    double cores, others;
-    usage_cores(u0, u1, window_s, &cores, &others);
-    double switches_per_commit = n ? (double)(u1.context_switches - u0.context_switches) / (double)n : 0;
+    double switches_per_commit =
+        n ? (double)(u1.context_switches - u0.context_switches) / (double)n : 0;
 
     printf("commit: committers=%-4d %9.0f commits/s  p50=%.3f ms  p99=%.3f ms  p99.9=%.3f ms  "
            "max=%.3f ms  (%zu commits in %.1f s, %" PRIu64 " retries)\n",
@@ -602,8 +681,10 @@ static void phase_commit(struct bench *b, int phase_number, int count)
            count, groups_per_s, per_group);
     if (b->fsync_append_per_s > 0)
         printf(", %.2fx the disk's raw fsync rate", rate / b->fsync_append_per_s);
-    printf("; cpu %.2f cores (other processes %.2f), %.2f context switches/commit\n", cores,
-           others, switches_per_commit);
+    printf("; %.2f context switches/commit\n", switches_per_commit);
+    print_thread_usage("commit", b->opt.client == CLIENT_CALLBACK ? "committer threads (none)"
+                                                                  : "committer threads",
+                       u0, u1, window_s);
     if (count == TARGET_COMMITTERS)
         printf("commit: target >= %.0f commits/s at %d committers: %s\n", TARGET_COMMITS_PER_S,
                TARGET_COMMITTERS, rate >= TARGET_COMMITS_PER_S ? "met" : "MISSED");
@@ -738,6 +819,7 @@ static void *reader_main(void *arg)
     struct reader *r = arg;
     struct read_phase *p = r->phase;
     const struct kv_api *api = p->bench->api;
+    pthread_setname_np(pthread_self(), THREAD_NAME_CLIENT);
     FDBTransaction *tr;
     fdb_error_t err = api->database_create_transaction(p->bench->db, &tr);
     if (err) {
@@ -820,18 +902,22 @@ static void phase_read(struct bench *b, int snapshot)
         retries += readers[i].retries;
     }
     double window_s = (double)(p.window_end_ns - p.window_begin_ns) / 1e9;
-    double cores, others;
-    usage_cores(u0, u1, window_s, &cores, &others);
+    double reader_cpu_s = u1.kind_cpu_s[KIND_CLIENT] - u0.kind_cpu_s[KIND_CLIENT];
+    double cpu_us_per_read = reads && reader_cpu_s > 0 ? 1e6 * reader_cpu_s / (double)reads : 0;
     const char *kind = snapshot ? "snapshot" : "serializable";
-    printf("read: threads=%d %-12s %10.0f point reads/s (%.0f per thread, %.2f us/read/thread)"
-           "  %" PRIu64 " reads, %" PRIu64 " misses, %" PRIu64 " retries; cpu %.2f cores "
-           "(other processes %.2f)\n",
-           started, kind, rate, started ? rate / started : 0,
-           rate > 0 ? 1e6 * started / rate : 0, reads, misses, retries, cores, others);
+    printf("read: threads=%d %-12s %10.0f point reads/s (%.0f per thread)  %" PRIu64
+           " reads, %" PRIu64 " misses, %" PRIu64 " retries\n",
+           started, kind, rate, started ? rate / started : 0, reads, misses, retries);
+    if (cpu_us_per_read > 0)
+        printf("read: threads=%d %-12s %.2f us of reader CPU per read: %.0f reads/s if the "
+               "readers had %d cores to themselves\n",
+               started, kind, cpu_us_per_read, 1e6 * started / cpu_us_per_read, started);
+    print_thread_usage("read", "reader threads", u0, u1, window_s);
     printf("read: target >= %.0f %s point reads/s from %d threads: %s\n", TARGET_READS_PER_S,
            kind, started, rate >= TARGET_READS_PER_S ? "met" : "MISSED");
     fflush(stdout);
     add_result(b, snapshot ? "snapshot_reads_per_s" : "reads_per_s", rate);
+    add_result(b, snapshot ? "snapshot_read_cpu_us" : "read_cpu_us", cpu_us_per_read);
     int err = atomic_load(&p.error);
     if (err) {
         fprintf(stderr, "kv_bench: read phase failed: %d %s\n", err, api->get_error(err));
@@ -998,6 +1084,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 static void *network_main(void *arg)
 {
     const struct kv_api *api = arg;
+    pthread_setname_np(pthread_self(), THREAD_NAME_NETWORK);
     fdb_error_t err = api->run_network();
     if (err)
         fprintf(stderr, "kv_bench: run_network: %s\n", api->get_error(err));
@@ -1089,6 +1176,8 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     bench_open(b);
+    /* After the engine started its threads, so they keep the process's name. */
+    pthread_setname_np(pthread_self(), THREAD_NAME_MAIN);
     print_header(b);
     if (!b->opt.skip_fsync_probe)
         phase_fsync(b);

@@ -95,7 +95,7 @@ wait_ready() {
 # ---- the step functions scenario.sh uses -------------------------------------------------
 # step NAME ARGS...            runs `etcdctl ARGS...` (stdin: /dev/null)
 # step_in NAME FILE ARGS...    the same with FILE as stdin
-# step_txt NAME TEXT ARGS...   the same with TEXT (plus a newline) as stdin
+# step_txt NAME TEXT ARGS...   the same with TEXT (plus blank lines) as stdin
 # jget NAME PATH               a value from step NAME's JSON stdout, e.g. header.revision,
 #                              kvs.0.mod_revision (empty if absent)
 # rev_of NAME                  shorthand for jget NAME header.revision
@@ -136,7 +136,8 @@ step_in() {
 step_txt() {
     local name=$1 text=$2
     shift 2
-    printf '%s\n' "$text" >"$SCRATCH/stdin.txt"
+    # blank lines after the text end any section it leaves open (txn reads three)
+    printf '%s\n\n\n' "$text" >"$SCRATCH/stdin.txt"
     _run_step "$name" "$SCRATCH/stdin.txt" "$@"
 }
 jget() {

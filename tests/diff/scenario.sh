@@ -44,6 +44,8 @@ step put.b-same-value       put b 2 -w json
 step put.a-ignore-value     put a --ignore-value -w json
 step put.ignore-value-missing put nokey --ignore-value -w json
 step put.ignore-value-missing-simple put nokey --ignore-value
+step put.ignore-lease       put a 111 --ignore-lease -w json
+step put.ignore-lease-missing put nokey v --ignore-lease -w json
 step put.empty-key          put "" v
 step put.empty-key-json     put "" v -w json
 step put.empty-value        put emptyval "" -w json
@@ -114,7 +116,7 @@ step sort.order-only-simple     get s/ --prefix --order=DESCEND
 step sort.sort-only-VERSION     get s/ --prefix --sort-by=VERSION --keys-only -w json
 step sort.KEY-DESCEND-all       get "" --from-key --sort-by=KEY --order=DESCEND --keys-only -w json
 step sort.KEY-DESCEND-range     get a e --sort-by=KEY --order=DESCEND --limit=3 -w json
-step sort.range-rev             get s/ --prefix --sort-by=VERSION --order=DESCEND --rev="$(rev_of sort.put-s1-v3)" -w json
+step sort.range-rev             get s/ --prefix --sort-by=VERSION --order=DESCEND --rev="$(rev_of sort.put-s2-v3)" -w json
 step get.print-value-only   get foo --prefix --print-value-only
 step get.consistency-s      get a --consistency=s -w json
 step get.fields             get a -w fields
@@ -289,6 +291,18 @@ step_txt txn.put-then-get-same '
 put pg 1
 get pg
 
+' txn -w json
+step_txt txn.get-put-get '
+get a
+put a gpg
+get a
+' txn -w json
+step_txt txn.del-then-get '
+get m1
+del m1 --prev-kv
+get m1
+put m1 back
+get m --prefix
 ' txn -w json
 step_txt txn.dup-put '
 put dup 1
