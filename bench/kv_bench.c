@@ -263,7 +263,7 @@ static void print_thread_usage(const char *prefix, const char *client_name, stru
            "rocksdb background %.2f; process %.2f, other processes %.2f%s\n",
            prefix, k[KIND_ENGINE], k[KIND_NETWORK], client_name, k[KIND_CLIENT],
            k[KIND_ROCKSDB], self, others,
-           others > 0.1 ? "  (WARNING: machine busy, figures are low)" : "");
+           others > 0.25 ? "  (WARNING: machine busy, figures are low)" : "");
 }
 
 static int compare_u64(const void *a, const void *b)

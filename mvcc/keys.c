@@ -299,3 +299,55 @@ int record_decode(const uint8_t *v, size_t len, struct record *r)
         return -1;
     return 0;
 }
+
+void keys_lease_expiry(const struct keys *k, struct tuple_buf *out, int64_t expires_ms,
+                       int64_t id)
+{
+    start(k, out, KEYS_LEASE_EXPIRY);
+    tuple_pack_int(out, expires_ms);
+    tuple_pack_int(out, id);
+}
+
+void keys_lease_keys_range(const struct keys *k, int64_t id, struct tuple_buf *begin,
+                           struct tuple_buf *end)
+{
+    start(k, begin, KEYS_LEASE_KEY);
+    tuple_pack_int(begin, id);
+    start(k, end, KEYS_LEASE_KEY);
+    tuple_pack_int(end, id);
+    tuple_buf_append(end, "\xff", 1);
+}
+
+static int next_int(const uint8_t *s, size_t len, size_t *pos, int64_t *out)
+{
+    struct tuple_item it;
+    if (tuple_next(s, len, pos, &it) != 0 || it.type != TUPLE_INT)
+        return -1;
+    *out = it.i64;
+    return 0;
+}
+
+int keys_decode_lease_key(const struct keys *k, const uint8_t *skey, size_t slen, int64_t *id,
+                          struct tuple_buf *key)
+{
+    size_t pos = expect_space(k, skey, slen, KEYS_LEASE_KEY);
+    if (!pos || next_int(skey, slen, &pos, id) != 0)
+        return -1;
+    return next_bytes(skey, slen, &pos, key);
+}
+
+int keys_decode_lease(const struct keys *k, const uint8_t *skey, size_t slen, int64_t *id)
+{
+    size_t pos = expect_space(k, skey, slen, KEYS_LEASE);
+    return pos ? next_int(skey, slen, &pos, id) : -1;
+}
+
+int keys_decode_lease_expiry(const struct keys *k, const uint8_t *skey, size_t slen,
+                             int64_t *expires_ms, int64_t *id)
+{
+    size_t pos = expect_space(k, skey, slen, KEYS_LEASE_EXPIRY);
+    if (!pos || next_int(skey, slen, &pos, expires_ms) != 0)
+        return -1;
+    return next_int(skey, slen, &pos, id);
+}
+

@@ -13,6 +13,7 @@
  *   P (3, stamp(user=n))       -> event n of the write at stamp: the change log for watches
  *   P (4, lease id)            -> a lease
  *   P (5, lease id, key)       -> key attached to a lease
+ *   P (8, expiry ms, lease id) -> index of leases by expiry time
  * A revision is the commit version of the write (first 8 bytes of its versionstamp); every
  * write commits as the first transaction of its batch, so the 2 order bytes are 0. */
 #ifndef MVCC_KEYS_H
@@ -32,6 +33,7 @@ enum keys_space {
     KEYS_LEASE_KEY = 5,
     KEYS_LATEST_CHUNK = 6,
     KEYS_HISTORY_CHUNK = 7,
+    KEYS_LEASE_EXPIRY = 8,
 };
 
 struct keys {
@@ -73,6 +75,15 @@ void keys_log_range(const struct keys *k, struct tuple_buf *begin, struct tuple_
 void keys_lease(const struct keys *k, struct tuple_buf *out, int64_t id);
 void keys_lease_key(const struct keys *k, struct tuple_buf *out, int64_t id, const uint8_t *key,
                     size_t len);
+void keys_lease_expiry(const struct keys *k, struct tuple_buf *out, int64_t expires_ms,
+                       int64_t id);
+void keys_lease_keys_range(const struct keys *k, int64_t id, struct tuple_buf *begin,
+                           struct tuple_buf *end);
+int keys_decode_lease_key(const struct keys *k, const uint8_t *skey, size_t slen, int64_t *id,
+                          struct tuple_buf *key);
+int keys_decode_lease(const struct keys *k, const uint8_t *skey, size_t slen, int64_t *id);
+int keys_decode_lease_expiry(const struct keys *k, const uint8_t *skey, size_t slen,
+                             int64_t *expires_ms, int64_t *id);
 void keys_lease_all(const struct keys *k, struct tuple_buf *begin, struct tuple_buf *end);
 void keys_space_range(const struct keys *k, enum keys_space space, struct tuple_buf *begin,
                       struct tuple_buf *end);

@@ -1794,3 +1794,467 @@ int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_erro
     }
     return 0;
 }
+
+/* ---- leases ---- */
+
+static void put_be64_bytes(uint8_t *p, int64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+}
+
+static int64_t get_be64_bytes(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+const struct kv_api *mvcc_api(struct mvcc *m)
+{
+    return m->api;
+}
+
+FDBDatabase *mvcc_database(struct mvcc *m)
+{
+    return m->db;
+}
+
+void mvcc_meta_key(struct mvcc *m, const char *name, uint8_t **key, size_t *len)
+{
+    struct tuple_buf b;
+    tuple_buf_init(&b);
+    keys_meta(&m->keys, &b, name);
+    *key = b.data; /* the caller frees */
+    *len = b.len;
+}
+
+/* Reads the lease record (non-snapshot: revokes and renewals conflict with each other). */
+static int read_lease(struct exec *ex, int64_t id, struct mvcc_lease *out, int *found)
+{
+    keys_lease(&ex->m->keys, &ex->k1, id);
+    int present, len;
+    const uint8_t *v;
+    fdb_error_t err = store_get(ex, &ex->k1, 0, &present, &v, &len);
+    if (err)
+        return err;
+    *found = present && len == 16;
+    if (*found) {
+        out->id = id;
+        out->granted_ttl = get_be64_bytes(v);
+        out->expires_at_ms = get_be64_bytes(v + 8);
+    }
+    return 0;
+}
+
+static void write_lease(struct exec *ex, const struct mvcc_lease *l, int64_t old_expiry)
+{
+    uint8_t v[16];
+    put_be64_bytes(v, l->granted_ttl);
+    put_be64_bytes(v + 8, l->expires_at_ms);
+    keys_lease(&ex->m->keys, &ex->k1, l->id);
+    ex->api->transaction_set(ex->tr, ex->k1.data, (int)ex->k1.len, v, 16);
+    if (old_expiry >= 0) {
+        keys_lease_expiry(&ex->m->keys, &ex->k1, old_expiry, l->id);
+        ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+    }
+    keys_lease_expiry(&ex->m->keys, &ex->k1, l->expires_at_ms, l->id);
+    ex->api->transaction_set(ex->tr, ex->k1.data, (int)ex->k1.len, NULL, 0);
+}
+
+struct lease_req {
+    int64_t id, ttl, now_ms, expired_before_ms;
+    const struct mvcc_fence *fence;
+    struct mvcc_lease lease;
+    int found, revoked;
+    int64_t revision;
+    struct arena *arena;
+    ProtobufCBinaryData *keys;
+    size_t n;
+    struct mvcc_lease *list;
+    int64_t *ids;
+    size_t max;
+    int64_t resume_from, resume_next; /* extend_all: where a chunk starts and the next one */
+};
+
+/* A run() for lease bookkeeping: commits, but creates no revision. */
+static int run_commit(struct mvcc *m, exec_fn fn, struct lease_req *r, fdb_error_t *store_error)
+{
+    struct exec ex;
+    exec_init(&ex, m);
+    struct run rn = {&ex, fn, r, NULL, 0};
+    fdb_error_t err = kv_transact(m->api, m->db, run_body, &rn, NULL);
+    int rc = 0;
+    if (err == BODY_ABORT && ex.error)
+        rc = ex.error;
+    else if (err) {
+        *store_error = err;
+        rc = MVCC_ERR_STORE;
+    }
+    exec_free(&ex);
+    return rc;
+}
+
+static int lease_grant_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    struct mvcc_lease l;
+    int found;
+    int err = read_lease(ex, r->id, &l, &found);
+    if (err)
+        return err;
+    if (found)
+        return body_fail(ex, MVCC_ERR_LEASE_EXISTS);
+    l.id = r->id;
+    l.granted_ttl = r->ttl;
+    l.expires_at_ms = r->now_ms + r->ttl * 1000;
+    write_lease(ex, &l, -1);
+    r->revision = ex->cur_rev;
+    return 0;
+}
+
+int mvcc_lease_grant(struct mvcc *m, int64_t id, int64_t ttl, int64_t now_ms, int64_t *revision,
+                     fdb_error_t *store_error)
+{
+    struct lease_req r = {.id = id, .ttl = ttl, .now_ms = now_ms};
+    int rc = run_commit(m, lease_grant_fn, &r, store_error);
+    *revision = r.revision;
+    return rc;
+}
+
+static int lease_get_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->revision = ex->cur_rev;
+    return read_lease(ex, r->id, &r->lease, &r->found);
+}
+
+int mvcc_lease_get(struct mvcc *m, int64_t id, struct mvcc_lease *out, int *found,
+                   int64_t *revision, fdb_error_t *store_error)
+{
+    struct lease_req r = {.id = id};
+    struct arena a = {0};
+    int rc = run(m, lease_get_fn, &r, NULL, 0, &a, store_error);
+    arena_free(&a);
+    *out = r.lease;
+    *found = r.found;
+    *revision = r.revision;
+    return rc;
+}
+
+static int lease_renew_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->revision = ex->cur_rev;
+    int err = read_lease(ex, r->id, &r->lease, &r->found);
+    if (err || !r->found)
+        return err;
+    int64_t ttl_ms = r->lease.granted_ttl * 1000;
+    if (r->lease.expires_at_ms - r->now_ms < ttl_ms * 2 / 3) {
+        int64_t old = r->lease.expires_at_ms;
+        r->lease.expires_at_ms = r->now_ms + ttl_ms;
+        write_lease(ex, &r->lease, old);
+    }
+    return 0;
+}
+
+int mvcc_lease_renew(struct mvcc *m, int64_t id, int64_t now_ms, struct mvcc_lease *out,
+                     int *found, int64_t *revision, fdb_error_t *store_error)
+{
+    struct lease_req r = {.id = id, .now_ms = now_ms};
+    int rc = run_commit(m, lease_renew_fn, &r, store_error);
+    *out = r.lease;
+    *found = r.found;
+    *revision = r.revision;
+    return rc;
+}
+
+struct key_collect {
+    struct lease_req *r;
+    struct tuple_buf key;
+    size_t cap;
+    int err;
+};
+
+static int lease_key_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct key_collect *c = arg;
+    int64_t id;
+    if (keys_decode_lease_key(&ex->m->keys, row->key, (size_t)row->key_length, &id, &c->key)) {
+        c->err = body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    if (c->r->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        ProtobufCBinaryData *keys = arena_alloc(&ex->arena, cap * sizeof(*keys));
+        if (c->r->n)
+            memcpy(keys, c->r->keys, c->r->n * sizeof(*keys));
+        c->r->keys = keys;
+        c->cap = cap;
+    }
+    c->r->keys[c->r->n++] = copy_bytes(ex, c->key.data, c->key.len);
+    return 0;
+}
+
+static int lease_keys_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->n = 0;
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_lease_keys_range(&ex->m->keys, r->id, &begin, &end);
+    struct key_collect c = {r, {0}, 0, 0};
+    tuple_buf_init(&c.key);
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, lease_key_row, &c);
+    tuple_buf_free(&c.key);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err ? err : c.err;
+}
+
+int mvcc_lease_keys(struct mvcc *m, int64_t id, ProtobufCBinaryData **keys, size_t *n,
+                    struct arena *arena, fdb_error_t *store_error)
+{
+    struct lease_req r = {.id = id};
+    int rc = run(m, lease_keys_fn, &r, NULL, 0, arena, store_error);
+    *keys = r.keys;
+    *n = rc ? 0 : r.n;
+    return rc;
+}
+
+static int lease_list_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct key_collect *c = arg;
+    struct lease_req *r = c->r;
+    int64_t id;
+    if (keys_decode_lease(&ex->m->keys, row->key, (size_t)row->key_length, &id) ||
+        row->value_length != 16)
+        return 0;
+    if (r->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 16;
+        struct mvcc_lease *list = arena_alloc(&ex->arena, cap * sizeof(*list));
+        if (r->n)
+            memcpy(list, r->list, r->n * sizeof(*list));
+        r->list = list;
+        c->cap = cap;
+    }
+    struct mvcc_lease *l = &r->list[r->n++];
+    l->id = id;
+    l->granted_ttl = get_be64_bytes(row->value);
+    l->expires_at_ms = get_be64_bytes(row->value + 8);
+    return 0;
+}
+
+static int lease_list_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->n = 0;
+    r->revision = ex->cur_rev;
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_space_range(&ex->m->keys, KEYS_LEASE, &begin, &end);
+    struct key_collect c = {r, {0}, 0, 0};
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, lease_list_row, &c);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err;
+}
+
+int mvcc_lease_list(struct mvcc *m, struct mvcc_lease **leases, size_t *n, int64_t *revision,
+                    struct arena *arena, fdb_error_t *store_error)
+{
+    struct lease_req r = {0};
+    int rc = run(m, lease_list_fn, &r, NULL, 0, arena, store_error);
+    *leases = r.list;
+    *n = rc ? 0 : r.n;
+    *revision = r.revision;
+    return rc;
+}
+
+static int expiry_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct key_collect *c = arg;
+    struct lease_req *r = c->r;
+    int64_t when, id;
+    if (keys_decode_lease_expiry(&ex->m->keys, row->key, (size_t)row->key_length, &when, &id))
+        return 0;
+    if (when > r->now_ms || r->n >= r->max)
+        return 1;
+    if (r->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 64;
+        int64_t *ids = arena_alloc(&ex->arena, cap * sizeof(*ids));
+        if (r->n)
+            memcpy(ids, r->ids, r->n * sizeof(*ids));
+        r->ids = ids;
+        c->cap = cap;
+    }
+    r->ids[r->n++] = id;
+    return 0;
+}
+
+static int lease_expired_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->n = 0;
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_space_range(&ex->m->keys, KEYS_LEASE_EXPIRY, &begin, &end);
+    struct key_collect c = {r, {0}, 0, 0};
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, expiry_row, &c);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err;
+}
+
+int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids, size_t *n,
+                       struct arena *arena, fdb_error_t *store_error)
+{
+    struct lease_req r = {.now_ms = now_ms, .max = max};
+    int rc = run(m, lease_expired_fn, &r, NULL, 0, arena, store_error);
+    *ids = r.ids;
+    *n = rc ? 0 : r.n;
+    return rc;
+}
+
+/* Checks the fence with a non-snapshot read: a concurrent change of it makes the commit
+ * conflict, so a deposed leader's transaction can never commit. */
+static int check_fence(struct exec *ex, const struct mvcc_fence *fence)
+{
+    if (!fence)
+        return 0;
+    FDBFuture *f = ex->api->transaction_get(ex->tr, fence->key, (int)fence->key_len, 0);
+    fdb_error_t err = wait_future(ex, f);
+    if (err)
+        return err;
+    fdb_bool_t present;
+    const uint8_t *v;
+    int len;
+    err = ex->api->future_get_value(f, &present, &v, &len);
+    int same = !err && present && (size_t)len == fence->value_len &&
+               memcmp(v, fence->value, fence->value_len) == 0;
+    ex->api->future_destroy(f);
+    if (err)
+        return err;
+    return same ? 0 : body_fail(ex, MVCC_ERR_FENCED);
+}
+
+static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    r->revoked = 0;
+    int err = check_fence(ex, r->fence);
+    if (err)
+        return err;
+    struct mvcc_lease l;
+    int found;
+    err = read_lease(ex, r->id, &l, &found);
+    if (err)
+        return err;
+    if (!found)
+        return body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+    if (r->expired_before_ms > 0 && l.expires_at_ms > r->expired_before_ms)
+        return 0; /* renewed meanwhile */
+    /* Delete every key still attached to this lease, in this one revision. */
+    r->n = 0;
+    err = lease_keys_fn(ex, r, NULL);
+    if (err)
+        return err;
+    for (size_t i = 0; i < r->n; i++) {
+        Mvccpb__KeyValue *kv;
+        err = get_latest(ex, &r->keys[i], &kv);
+        if (err)
+            return err;
+        if (kv && kv->lease == r->id)
+            write_delete(ex, kv);
+    }
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_lease_keys_range(&ex->m->keys, r->id, &begin, &end);
+    ex->api->transaction_clear_range(ex->tr, begin.data, (int)begin.len, end.data, (int)end.len);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    keys_lease(&ex->m->keys, &ex->k1, r->id);
+    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+    keys_lease_expiry(&ex->m->keys, &ex->k1, l.expires_at_ms, r->id);
+    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+    r->revoked = 1;
+    r->revision = ex->cur_rev;
+    if (ex->writes)
+        patch_later(ex, &r->revision);
+    return 0;
+}
+
+int mvcc_lease_revoke(struct mvcc *m, int64_t id, int64_t expired_before_ms,
+                      const struct mvcc_fence *fence, int64_t *revision, int *revoked,
+                      fdb_error_t *store_error)
+{
+    struct lease_req r = {.id = id, .expired_before_ms = expired_before_ms, .fence = fence};
+    struct arena a = {0};
+    int rc = run(m, lease_revoke_fn, &r, NULL, 1, &a, store_error);
+    arena_free(&a);
+    *revision = r.revision;
+    *revoked = r.revoked;
+    return rc;
+}
+
+static int extend_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct key_collect *c = arg;
+    struct lease_req *r = c->r;
+    int64_t id;
+    if (keys_decode_lease(&ex->m->keys, row->key, (size_t)row->key_length, &id) ||
+        row->value_length != 16)
+        return 0;
+    if (r->n >= r->max) {
+        r->resume_next = id;
+        return 1;
+    }
+    struct mvcc_lease l = {id, get_be64_bytes(row->value), get_be64_bytes(row->value + 8)};
+    int64_t want = r->now_ms + l.granted_ttl * 1000;
+    if (l.expires_at_ms < want) {
+        int64_t old = l.expires_at_ms;
+        l.expires_at_ms = want;
+        write_lease(ex, &l, old);
+    }
+    r->n++;
+    return 0;
+}
+
+static int extend_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    int err = check_fence(ex, r->fence);
+    if (err)
+        return err;
+    r->n = 0;
+    r->resume_next = -1;
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_space_range(&ex->m->keys, KEYS_LEASE, &begin, &end);
+    if (r->resume_from >= 0)
+        keys_lease(&ex->m->keys, &begin, r->resume_from);
+    struct key_collect c = {r, {0}, 0, 0};
+    err = store_scan(ex, &begin, &end, 0, extend_row, &c);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err;
+}
+
+int mvcc_lease_extend_all(struct mvcc *m, int64_t now_ms, const struct mvcc_fence *fence,
+                          fdb_error_t *store_error)
+{
+    struct lease_req r = {.now_ms = now_ms, .fence = fence, .max = 1000, .resume_from = -1};
+    do {
+        int rc = run_commit(m, extend_fn, &r, store_error);
+        if (rc)
+            return rc;
+        r.resume_from = r.resume_next;
+    } while (r.resume_from >= 0);
+    return 0;
+}

@@ -29,6 +29,8 @@ enum mvcc_error {
     MVCC_ERR_TIMEOUT = -11,        /* the store could not say whether the write applied */
     MVCC_ERR_STORE = -12,          /* any other store error (see *store_error) */
     MVCC_ERR_CORRUPT = -13,        /* a stored record could not be decoded */
+    MVCC_ERR_LEASE_EXISTS = -14,   /* lease already exists */
+    MVCC_ERR_FENCED = -15,         /* the caller lost the lease leadership */
 };
 
 const char *mvcc_strerror(int err);
@@ -67,6 +69,58 @@ int mvcc_txn(struct mvcc *m, const Etcdserverpb__TxnRequest *req,
 int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
                  Etcdserverpb__CompactionResponse *resp, struct arena *arena,
                  fdb_error_t *store_error);
+
+/* ---- leases (the lease manager drives expiry; see lease/lease.h) ---- */
+
+struct mvcc_lease {
+    int64_t id;
+    int64_t granted_ttl;   /* seconds */
+    int64_t expires_at_ms; /* wall clock */
+};
+
+/* Creates lease id (> 0). MVCC_ERR_LEASE_EXISTS if it exists. *revision: current. */
+int mvcc_lease_grant(struct mvcc *m, int64_t id, int64_t ttl, int64_t now_ms, int64_t *revision,
+                     fdb_error_t *store_error);
+/* Reads a lease; *found says whether it exists. */
+int mvcc_lease_get(struct mvcc *m, int64_t id, struct mvcc_lease *out, int *found,
+                   int64_t *revision, fdb_error_t *store_error);
+/* A keepalive: pushes the expiry to now + TTL, writing the store only when the stored expiry
+ * is less than two thirds of the TTL away. *found 0 for an unknown lease. */
+int mvcc_lease_renew(struct mvcc *m, int64_t id, int64_t now_ms, struct mvcc_lease *out,
+                     int *found, int64_t *revision, fdb_error_t *store_error);
+/* Keys attached to a lease, in the arena. */
+int mvcc_lease_keys(struct mvcc *m, int64_t id, ProtobufCBinaryData **keys, size_t *n,
+                    struct arena *arena, fdb_error_t *store_error);
+/* Every lease, in the arena. */
+int mvcc_lease_list(struct mvcc *m, struct mvcc_lease **leases, size_t *n, int64_t *revision,
+                    struct arena *arena, fdb_error_t *store_error);
+/* Ids of leases that expired at or before now_ms (at most max). */
+int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids, size_t *n,
+                       struct arena *arena, fdb_error_t *store_error);
+
+/* A fence: the transaction fails with MVCC_ERR_FENCED unless the store key holds value. */
+struct mvcc_fence {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+};
+
+/* Revokes a lease: deletes its keys in one revision and the lease itself. With
+ * expired_before_ms > 0 it only acts if the lease expired by then (expiry); with a fence it
+ * only acts while the fence holds. MVCC_ERR_LEASE_NOT_FOUND if there is no such lease.
+ * *revision: the new revision if keys were deleted, else the current one. */
+int mvcc_lease_revoke(struct mvcc *m, int64_t id, int64_t expired_before_ms,
+                      const struct mvcc_fence *fence, int64_t *revision, int *revoked,
+                      fdb_error_t *store_error);
+/* Sets every lease's expiry to at least now + its TTL (a new lease leader does this so no
+ * lease expires because leadership moved), fenced; in chunks. */
+int mvcc_lease_extend_all(struct mvcc *m, int64_t now_ms, const struct mvcc_fence *fence,
+                          fdb_error_t *store_error);
+/* Reads a store key of this instance's subspace: P (0, name). For the lease leader record. */
+void mvcc_meta_key(struct mvcc *m, const char *name, uint8_t **key, size_t *len);
+const struct kv_api *mvcc_api(struct mvcc *m);
+FDBDatabase *mvcc_database(struct mvcc *m);
 
 /* The change log, for watches: every event with revision in (after_rev, through_rev], in
  * revision order, events of one revision in the order the write made them. */

@@ -31,6 +31,9 @@ struct etcd_status etcd_status_for_mvcc(int err, fdb_error_t store_error)
         return (struct etcd_status){GRPC_STATUS_INVALID_ARGUMENT, "etcdserver: key not found"};
     case MVCC_ERR_TOO_LARGE:
         return (struct etcd_status){GRPC_STATUS_INVALID_ARGUMENT, ETCD_MSG_REQUEST_TOO_LARGE};
+    case MVCC_ERR_LEASE_EXISTS:
+        return (struct etcd_status){GRPC_STATUS_FAILED_PRECONDITION,
+                                    "etcdserver: lease already exists"};
     case MVCC_ERR_TIMEOUT:
         return (struct etcd_status){GRPC_STATUS_UNAVAILABLE, "etcdserver: request timed out"};
     case MVCC_ERR_CORRUPT:

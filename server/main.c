@@ -15,6 +15,7 @@
 #include "kv/embedded.h"
 #include "kv/fdb_loader.h"
 #include "kv/log.h"
+#include "lease/lease.h"
 #include "server/server.h"
 
 struct options {
@@ -408,7 +409,13 @@ int main(int argc, char **argv)
     struct rpc_server *rpc;
     if (rpc_server_create(&rc, &rpc) != 0)
         return 1;
+    srv.rpc = rpc;
+    if (lease_mgr_create(mvcc, &srv.lease) != 0) {
+        fprintf(stderr, "etcd-fdb: cannot start lease expiry\n");
+        return 1;
+    }
     kv_service_register(&srv, rpc);
+    lease_service_register(&srv, rpc);
     maintenance_service_register(&srv, rpc);
     watch_service_register(&srv, rpc);
     if (rpc_server_start(rpc) != 0) {
@@ -425,6 +432,7 @@ int main(int argc, char **argv)
     rpc_server_shutdown(rpc);
     rpc_server_destroy(rpc);
     watch_hub_destroy(srv.watch);
+    lease_mgr_destroy(srv.lease);
     mvcc_close(mvcc);
     api->database_destroy(db);
     api->stop_network();

@@ -87,8 +87,15 @@ struct generic_call {
     int cancelled;
 };
 
+struct job {
+    void (*fn)(void *arg);
+    void *arg;
+    struct job *next;
+};
+
 struct rpc_server {
     struct rpc_config config;
+    struct job *jobs_head, *jobs_tail;
     grpc_server *server;
     grpc_completion_queue *cq;
     struct method *methods;
@@ -256,8 +263,18 @@ static void *worker_main(void *arg)
     struct rpc_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->lock);
-        while (!s->queue_head && !s->stopping)
+        while (!s->queue_head && !s->jobs_head && !s->stopping)
             pthread_cond_wait(&s->cv, &s->lock);
+        struct job *j = s->jobs_head;
+        if (j) {
+            s->jobs_head = j->next;
+            if (!s->jobs_head)
+                s->jobs_tail = NULL;
+            pthread_mutex_unlock(&s->lock);
+            j->fn(j->arg);
+            free(j);
+            continue;
+        }
         struct rpc_call *c = s->queue_head;
         if (c) {
             s->queue_head = c->next;
@@ -532,6 +549,24 @@ void rpc_stream_release(struct rpc_stream *st)
     st->released = 1;
     stream_maybe_finish_locked(st);
     stream_unref_unlock(st);
+}
+
+void rpc_server_run(struct rpc_server *s, void (*fn)(void *arg), void *arg)
+{
+    struct job *j = malloc(sizeof(*j));
+    if (!j)
+        abort();
+    j->fn = fn;
+    j->arg = arg;
+    j->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->jobs_tail)
+        s->jobs_tail->next = j;
+    else
+        s->jobs_head = j;
+    s->jobs_tail = j;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_signal(&s->cv);
 }
 
 /* ---- unregistered methods ---- */

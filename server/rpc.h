@@ -64,6 +64,9 @@ int rpc_stream_send(struct rpc_stream *stream, const ProtobufCMessage *msg);
 size_t rpc_stream_pending_bytes(struct rpc_stream *stream);
 void rpc_stream_release(struct rpc_stream *stream);
 
+/* Runs fn(arg) on a worker thread (where blocking on the store is allowed). */
+void rpc_server_run(struct rpc_server *s, void (*fn)(void *arg), void *arg);
+
 /* Binds the listeners and starts serving. Returns 0 or -1 (logged). */
 int rpc_server_start(struct rpc_server *s) __attribute__((warn_unused_result));
 /* Stops accepting calls, lets in-flight ones finish (streams are cancelled after a grace

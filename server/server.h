@@ -25,6 +25,8 @@ struct server {
     uint64_t cluster_id, member_id;
     int64_t max_request_bytes;
     struct watch_hub *watch;
+    struct lease_mgr *lease;
+    struct rpc_server *rpc;
 };
 
 /* A response header in the call's arena: the server's identity and `revision`. */
@@ -36,5 +38,6 @@ void server_fill_header(struct server *s, Etcdserverpb__ResponseHeader *h);
 void kv_service_register(struct server *s, struct rpc_server *rpc);
 void maintenance_service_register(struct server *s, struct rpc_server *rpc);
 void watch_service_register(struct server *s, struct rpc_server *rpc);
+void lease_service_register(struct server *s, struct rpc_server *rpc);
 
 #endif

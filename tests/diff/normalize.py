@@ -309,7 +309,9 @@ def compare(etcd_dir, fdb_dir, allow_path, work=None):
                     used.append(e)
                     ma, mb = na, nb
         ok = ma == mb
-        diff = list(difflib.unified_diff(dump(ra), dump(rb), "etcd", "etcd-fdb", n=2, lineterm=""))
+        # an allowed step shows its whole difference; a failed one what the allowlist left
+        da, db = (ra, rb) if ok else (ma, mb)
+        diff = list(difflib.unified_diff(dump(da), dump(db), "etcd", "etcd-fdb", n=2, lineterm=""))
         if ok:
             passed += 1
             for e in used:

@@ -301,8 +301,7 @@ step_txt txn.del-then-get '
 get m1
 del m1 --prev-kv
 get m1
-put m1 back
-get m --prefix
+get m --prefix --keys-only
 ' txn -w json
 step_txt txn.dup-put '
 put dup 1
@@ -350,6 +349,36 @@ step_txt txn.max-ops "
 $ops" txn -w json
 step txn.after-count        get "" --from-key --limit=1 --keys-only -w json
 
+# ---- many keys (more than one store read batch; a prefix of 0xff bytes) ----------------
+for t in $(seq 0 11); do
+    ops=""
+    for i in $(seq $((t * 125 + 1)) $((t * 125 + 125))); do
+        ops="${ops}put bulk/$(printf '%04d' "$i") v$i
+"
+    done
+    step_txt "bulk.txn-$t" "
+$ops" txn
+done
+step bulk.keys              get bulk/ --prefix --keys-only -w json
+R_BULK=$(rev_of bulk.keys)
+step bulk.limit-1000        get bulk/ --prefix --limit=1000 --keys-only -w json
+step bulk.limit-1001        get bulk/ --prefix --limit=1001 --keys-only -w json
+step bulk.range-mid         get bulk/0990 bulk/1010 -w json
+step bulk.from-key-limit    get bulk/1498 --from-key --limit=5 --keys-only -w json
+step bulk.sort-desc-limit   get bulk/ --prefix --sort-by=KEY --order=DESCEND --limit=3 -w json
+step bulk.sort-value-limit  get bulk/ --prefix --sort-by=VALUE --order=DESCEND --limit=3 -w json
+step bulk.rev-early         get bulk/ --prefix --rev="$(rev_of bulk.limit-1000)" --limit=2 -w json
+step bulk.del-range         del bulk/0100 bulk/1200 -w json
+step bulk.del-prefix-prev   del bulk/ --prefix --prev-kv -w json
+step bulk.after             get bulk/ --prefix -w json
+step bulk.rev-before-del    get bulk/ --prefix --rev="$R_BULK" --limit=3 -w json
+step bulk.put-ff            put $'\xff\xff' ff -w json
+step bulk.put-ff0           put $'\xff\x00' ff0 -w json
+step bulk.prefix-ff         get $'\xff' --prefix -w json
+step bulk.prefix-ffff       get $'\xff\xff' --prefix -w json
+step bulk.from-key-ff       get $'\xff' --from-key --keys-only -w json
+step bulk.del-prefix-ff     del $'\xff' --prefix -w json
+
 # ---- compaction -------------------------------------------------------------------------
 step compact.before-mid     get "" --prefix --keys-only -w json
 R_MID=$A_MOD
@@ -369,6 +398,12 @@ step compact.physical       compact "$R_LAST" --physical
 step compact.get-last       get after-compact --rev="$R_LAST" -w json
 step compact.get-before-last get a --rev="$((R_LAST - 1))" -w json
 step compact.current        compact "$R_LAST"
+step compact.bulk-gone      get bulk/ --prefix --rev="$R_BULK" -w json
+step_txt compact.txn-after "create(\"a\") = \"$R_A1\"
+
+put after-compact 2 --prev-kv
+get a --keys-only
+" txn -w json
 
 # ---- maintenance and cluster ------------------------------------------------------------
 step maint.status-json      endpoint status -w json

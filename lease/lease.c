@@ -1,0 +1,241 @@
+/* lease.c -- lease leadership and expiry (see lease.h).
+ *
+ * States of a manager: FOLLOWER --take over an expired or absent record--> LEADER
+ * (extend every lease, then expire due leases each step) --renewal fails or the record
+ * changed--> FOLLOWER.
+ *
+ * Invariants:
+ * (1) only the holder of the current ballot revokes: every revoke is fenced on the record;
+ * (2) a lease is revoked once: the revoke transaction reads the lease and deletes it, so two
+ *     revokes conflict and the loser finds it gone;
+ * (3) a keepalive that lands between the expiry scan and the revoke wins: the revoke
+ *     re-reads the expiry and does nothing if it moved. */
+#include "lease/lease.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv/arena.h"
+#include "kv/log.h"
+#include "kv/retry.h"
+
+#define LEADER_HOLD_MS 5000
+#define STEP_MS 500
+#define EXPIRE_BATCH 256
+
+struct lease_mgr {
+    struct mvcc *m;
+    uint8_t *record_key;
+    size_t record_key_len;
+    uint8_t owner[16];
+    uint8_t fence_value[32]; /* ballot(8) owner(16) until(8) as last written */
+    int leader;
+    pthread_t thread;
+    int has_thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stopping;
+};
+
+int64_t lease_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void be64(uint8_t *p, int64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+}
+
+static int64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+struct claim {
+    struct lease_mgr *mgr;
+    int64_t now_ms;
+    int won;
+};
+
+/* Takes or renews leadership: if the record is absent, expired, or ours, write a new one. */
+static fdb_error_t claim_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    struct claim *c = arg;
+    struct lease_mgr *mgr = c->mgr;
+    c->won = 0;
+    FDBFuture *f = api->transaction_get(tr, mgr->record_key, (int)mgr->record_key_len, 0);
+    fdb_error_t err = kv_wait(api, f);
+    fdb_bool_t present = 0;
+    const uint8_t *v = NULL;
+    int len = 0;
+    if (!err)
+        err = api->future_get_value(f, &present, &v, &len);
+    if (err) {
+        api->future_destroy(f);
+        return err;
+    }
+    int64_t ballot = 0;
+    int ours = 0, free_to_take = 1;
+    if (present && len == 32) {
+        ballot = get64(v);
+        ours = memcmp(v + 8, mgr->owner, 16) == 0 && mgr->leader &&
+               memcmp(v, mgr->fence_value, 32) == 0;
+        free_to_take = get64(v + 24) < c->now_ms;
+    }
+    api->future_destroy(f);
+    if (!ours && !free_to_take)
+        return 0;
+    uint8_t rec[32];
+    be64(rec, ours ? ballot : ballot + 1);
+    memcpy(rec + 8, mgr->owner, 16);
+    be64(rec + 24, c->now_ms + LEADER_HOLD_MS);
+    api->transaction_set(tr, mgr->record_key, (int)mgr->record_key_len, rec, 32);
+    memcpy(mgr->fence_value, rec, 32); /* takes effect only if the commit succeeds */
+    c->won = 1;
+    return 0;
+}
+
+int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
+{
+    const struct kv_api *api = mvcc_api(mgr->m);
+    uint8_t previous[32];
+    memcpy(previous, mgr->fence_value, 32);
+    struct claim c = {mgr, now_ms, 0};
+    fdb_error_t err = kv_transact(api, mvcc_database(mgr->m), claim_body, &c, NULL);
+    int was_leader = mgr->leader;
+    if (err || !c.won) {
+        memcpy(mgr->fence_value, previous, 32);
+        if (was_leader)
+            log_msg(LOG_INFO, "lease: lost leadership");
+        mgr->leader = 0;
+        return 0;
+    }
+    mgr->leader = 1;
+    struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 32};
+    fdb_error_t store_error = 0;
+    if (!was_leader) {
+        log_msg(LOG_INFO, "lease: became leader (ballot %lld)", (long long)get64(mgr->fence_value));
+        if (mvcc_lease_extend_all(mgr->m, now_ms, &fence, &store_error) != 0) {
+            mgr->leader = 0; /* try again next step */
+            return 0;
+        }
+    }
+    int revoked = 0;
+    for (;;) {
+        struct arena a = {0};
+        int64_t *ids;
+        size_t n;
+        if (mvcc_lease_expired(mgr->m, now_ms, EXPIRE_BATCH, &ids, &n, &a, &store_error) != 0) {
+            arena_free(&a);
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int64_t rev;
+            int done = 0;
+            int rc = mvcc_lease_revoke(mgr->m, ids[i], now_ms, &fence, &rev, &done, &store_error);
+            if (rc == MVCC_ERR_FENCED) {
+                mgr->leader = 0;
+                arena_free(&a);
+                return revoked;
+            }
+            revoked += done;
+        }
+        arena_free(&a);
+        if (n < EXPIRE_BATCH)
+            break;
+    }
+    return revoked;
+}
+
+static void *lease_main(void *arg)
+{
+    struct lease_mgr *mgr = arg;
+    for (;;) {
+        lease_mgr_step(mgr, lease_now_ms());
+        pthread_mutex_lock(&mgr->mu);
+        if (!mgr->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += STEP_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&mgr->cv, &mgr->mu, &ts);
+        }
+        int stop = mgr->stopping;
+        pthread_mutex_unlock(&mgr->mu);
+        if (stop)
+            return NULL;
+    }
+}
+
+static int create(struct mvcc *m, int thread, struct lease_mgr **out)
+{
+    struct lease_mgr *mgr = calloc(1, sizeof(*mgr));
+    if (!mgr)
+        abort();
+    mgr->m = m;
+    mvcc_meta_key(m, "lease-leader", &mgr->record_key, &mgr->record_key_len);
+    /* A random owner id: distinct per process and per restart. */
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(mgr->owner, 1, 16, f) != 16) {
+        for (int i = 0; i < 16; i++)
+            mgr->owner[i] = (uint8_t)(rand() ^ (lease_now_ms() >> (i % 8)));
+    }
+    if (f)
+        fclose(f);
+    pthread_mutex_init(&mgr->mu, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&mgr->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (thread) {
+        pthread_create(&mgr->thread, NULL, lease_main, mgr);
+        mgr->has_thread = 1;
+    }
+    *out = mgr;
+    return 0;
+}
+
+int lease_mgr_create(struct mvcc *m, struct lease_mgr **out)
+{
+    return create(m, 1, out);
+}
+
+int lease_mgr_create_manual(struct mvcc *m, struct lease_mgr **out)
+{
+    return create(m, 0, out);
+}
+
+int lease_mgr_is_leader(struct lease_mgr *mgr)
+{
+    return mgr->leader;
+}
+
+void lease_mgr_destroy(struct lease_mgr *mgr)
+{
+    if (!mgr)
+        return;
+    pthread_mutex_lock(&mgr->mu);
+    mgr->stopping = 1;
+    pthread_cond_signal(&mgr->cv);
+    pthread_mutex_unlock(&mgr->mu);
+    if (mgr->has_thread)
+        pthread_join(mgr->thread, NULL);
+    pthread_mutex_destroy(&mgr->mu);
+    pthread_cond_destroy(&mgr->cv);
+    free(mgr->record_key);
+    free(mgr);
+}

@@ -1,0 +1,315 @@
+package tests
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+func keys(kvs []*mvccpb.KeyValue) []string {
+	out := make([]string, len(kvs))
+	for i, kv := range kvs {
+		out[i] = string(kv.Key)
+	}
+	return out
+}
+
+func wantKeys(t *testing.T, what string, kvs []*mvccpb.KeyValue, want ...string) {
+	t.Helper()
+	got := keys(kvs)
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("%s: keys %q, want %q", what, got, want)
+	}
+}
+
+// TestKVBasics: Put/Get/Delete/Txn through clientv3, with etcd's revision model.
+func TestKVBasics(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+
+	// A fresh store is at revision 1; each write makes one revision.
+	if rev := currentRev(t, c); rev != 1 {
+		t.Errorf("fresh store revision %d, want 1", rev)
+	}
+	r1 := mustPut(t, c, "a", "1")
+	if r1.Header.Revision != 2 {
+		t.Errorf("first put revision %d, want 2", r1.Header.Revision)
+	}
+	if r1.PrevKv != nil {
+		t.Errorf("PrevKv without WithPrevKV: %v", r1.PrevKv)
+	}
+	r2 := mustPut(t, c, "a", "2", clientv3.WithPrevKV())
+	if r2.Header.Revision != 3 {
+		t.Errorf("second put revision %d, want 3", r2.Header.Revision)
+	}
+	if r2.PrevKv == nil || string(r2.PrevKv.Value) != "1" || r2.PrevKv.Version != 1 || r2.PrevKv.ModRevision != 2 {
+		t.Errorf("WithPrevKV: prev %+v, want a=1 version 1 mod 2", r2.PrevKv)
+	}
+	g := mustGet(t, c, "a")
+	if g.Count != 1 || len(g.Kvs) != 1 {
+		t.Fatalf("Get a: count %d kvs %d", g.Count, len(g.Kvs))
+	}
+	kv := g.Kvs[0]
+	if string(kv.Value) != "2" || kv.Version != 2 || kv.CreateRevision != 2 || kv.ModRevision != 3 {
+		t.Errorf("Get a: %+v, want value 2 version 2 create 2 mod 3", kv)
+	}
+	if g.Header.Revision != 3 {
+		t.Errorf("Get header revision %d, want 3", g.Header.Revision)
+	}
+	// WithRev reads the past.
+	g = mustGet(t, c, "a", clientv3.WithRev(2))
+	if len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "1" {
+		t.Errorf("Get a WithRev(2): %v, want a=1", g.Kvs)
+	}
+	if g.Header.Revision != 3 {
+		t.Errorf("Get WithRev header revision %d, want the current 3", g.Header.Revision)
+	}
+	g = mustGet(t, c, "missing")
+	if g.Count != 0 || len(g.Kvs) != 0 {
+		t.Errorf("Get missing: %v", g.Kvs)
+	}
+
+	for _, k := range []string{"b", "c", "d", "e", "f/1", "f/2"} {
+		mustPut(t, c, k, "v"+k)
+	}
+	rev := currentRev(t, c) // 9
+	if rev != 9 {
+		t.Errorf("revision after 8 puts %d, want 9", rev)
+	}
+	wantKeys(t, "WithRange(a,d)", mustGet(t, c, "a", clientv3.WithRange("d")).Kvs, "a", "b", "c")
+	wantKeys(t, "WithFromKey(c)", mustGet(t, c, "c", clientv3.WithFromKey()).Kvs, "c", "d", "e", "f/1", "f/2")
+	wantKeys(t, "WithPrefix(f/)", mustGet(t, c, "f/", clientv3.WithPrefix()).Kvs, "f/1", "f/2")
+	wantKeys(t, "WithPrefix(\"\")", mustGet(t, c, "", clientv3.WithPrefix()).Kvs, "a", "b", "c", "d", "e", "f/1", "f/2")
+
+	// WithLimit + Count: Count is the whole range, More tells there is more.
+	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithLimit(2))
+	wantKeys(t, "WithLimit(2)", g.Kvs, "a", "b")
+	if g.Count != 7 || !g.More {
+		t.Errorf("WithLimit(2): count %d more %v, want 7 true", g.Count, g.More)
+	}
+	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithLimit(7))
+	if g.Count != 7 || g.More || len(g.Kvs) != 7 {
+		t.Errorf("WithLimit(7): count %d more %v kvs %d, want 7 false 7", g.Count, g.More, len(g.Kvs))
+	}
+	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if g.Count != 7 || len(g.Kvs) != 0 {
+		t.Errorf("WithCountOnly: count %d kvs %d", g.Count, len(g.Kvs))
+	}
+	g = mustGet(t, c, "b", clientv3.WithKeysOnly())
+	if len(g.Kvs) != 1 || len(g.Kvs[0].Value) != 0 {
+		t.Errorf("WithKeysOnly: %v", g.Kvs)
+	}
+
+	// WithSort.
+	wantKeys(t, "sort key desc limit 3",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(3)).Kvs,
+		"f/2", "f/1", "e")
+	wantKeys(t, "sort modrev desc",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend)).Kvs,
+		"f/2", "f/1", "e", "d", "c", "b", "a")
+	wantKeys(t, "sort createrev asc",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend)).Kvs,
+		"a", "b", "c", "d", "e", "f/1", "f/2")
+	wantKeys(t, "sort version desc limit 1",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByVersion, clientv3.SortDescend), clientv3.WithLimit(1)).Kvs,
+		"a")
+	mustPut(t, c, "b", "zz")
+	wantKeys(t, "sort value desc limit 2",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByValue, clientv3.SortDescend), clientv3.WithLimit(2)).Kvs,
+		"b", "f/2")
+	wantKeys(t, "WithMinModRev(9)",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMinModRev(9)).Kvs, "b", "f/2")
+
+	// Delete.
+	rev = currentRev(t, c)
+	d := mustDelete(t, c, "a", clientv3.WithPrevKV())
+	if d.Deleted != 1 || len(d.PrevKvs) != 1 || string(d.PrevKvs[0].Value) != "2" {
+		t.Errorf("Delete a WithPrevKV: deleted %d prev %v", d.Deleted, d.PrevKvs)
+	}
+	if d.Header.Revision != rev+1 {
+		t.Errorf("Delete revision %d, want %d", d.Header.Revision, rev+1)
+	}
+	d = mustDelete(t, c, "a")
+	if d.Deleted != 0 || d.Header.Revision != rev+1 {
+		t.Errorf("Delete of a missing key: deleted %d revision %d, want 0 and no new revision %d", d.Deleted, d.Header.Revision, rev+1)
+	}
+	d = mustDelete(t, c, "f/", clientv3.WithPrefix())
+	if d.Deleted != 2 || d.Header.Revision != rev+2 {
+		t.Errorf("Delete prefix f/: deleted %d revision %d, want 2 at one revision %d", d.Deleted, d.Header.Revision, rev+2)
+	}
+	g = mustGet(t, c, "a", clientv3.WithRev(rev))
+	if len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "2" {
+		t.Errorf("deleted key read at an older revision: %v", g.Kvs)
+	}
+	// A key put again after a delete starts a new generation.
+	p := mustPut(t, c, "a", "new")
+	g = mustGet(t, c, "a")
+	if g.Kvs[0].Version != 1 || g.Kvs[0].CreateRevision != p.Header.Revision {
+		t.Errorf("recreated key: %+v, want version 1 create %d", g.Kvs[0], p.Header.Revision)
+	}
+
+	// Txn with compares.
+	ctx := ctxT(t, 10*time.Second)
+	rev = currentRev(t, c)
+	tr, err := c.Txn(ctx).
+		If(clientv3.Compare(clientv3.Value("c"), "=", "vc"),
+			clientv3.Compare(clientv3.Version("c"), "=", 1),
+			clientv3.Compare(clientv3.ModRevision("missing"), "=", 0)).
+		Then(clientv3.OpPut("c", "c2"), clientv3.OpPut("t1", "x"), clientv3.OpGet("c")).
+		Else(clientv3.OpPut("else", "x")).
+		Commit()
+	if err != nil {
+		t.Fatalf("Txn: %v", err)
+	}
+	if !tr.Succeeded || len(tr.Responses) != 3 {
+		t.Fatalf("Txn: succeeded %v responses %d", tr.Succeeded, len(tr.Responses))
+	}
+	if tr.Header.Revision != rev+1 {
+		t.Errorf("Txn revision %d, want one new revision %d", tr.Header.Revision, rev+1)
+	}
+	if rr := tr.Responses[2].GetResponseRange(); rr == nil || len(rr.Kvs) != 1 || string(rr.Kvs[0].Value) != "c2" {
+		t.Errorf("Txn Get after Put in the same txn: %v", rr)
+	}
+	g = mustGet(t, c, "c", clientv3.WithRange("u"))
+	for _, kv := range g.Kvs {
+		if kv.ModRevision != rev+1 {
+			t.Errorf("txn key %s mod revision %d, want %d", kv.Key, kv.ModRevision, rev+1)
+		}
+	}
+	tr, err = c.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision("c"), ">", 1000)).
+		Then(clientv3.OpPut("then", "x")).
+		Else(clientv3.OpPut("else", "y"), clientv3.OpDelete("t1")).
+		Commit()
+	if err != nil {
+		t.Fatalf("Txn else: %v", err)
+	}
+	if tr.Succeeded || len(tr.Responses) != 2 || tr.Responses[1].GetResponseDeleteRange().GetDeleted() != 1 {
+		t.Errorf("Txn else branch: succeeded %v responses %v", tr.Succeeded, tr.Responses)
+	}
+	if n := mustGet(t, c, "then").Count; n != 0 {
+		t.Errorf("then branch applied although the compare failed")
+	}
+	// A compare over a range (etcd >= 3.3): every key of the prefix must match.
+	mustPut(t, c, "r/1", "x")
+	mustPut(t, c, "r/2", "y")
+	tr, err = c.Txn(ctx).If(clientv3.Compare(clientv3.Value("r/").WithPrefix(), "=", "x")).Commit()
+	if err != nil || tr.Succeeded {
+		t.Errorf("range compare value = x over r/1=x r/2=y: succeeded %v err %v, want false", tr != nil && tr.Succeeded, err)
+	}
+	tr, err = c.Txn(ctx).If(clientv3.Compare(clientv3.Version("r/").WithPrefix(), ">", 0)).Commit()
+	if err != nil || !tr.Succeeded {
+		t.Errorf("range compare version > 0: err %v", err)
+	}
+	// A read-only txn makes no revision.
+	rev = currentRev(t, c)
+	tr, err = c.Txn(ctx).Then(clientv3.OpGet("c")).Commit()
+	if err != nil || tr.Header.Revision != rev {
+		t.Errorf("read-only txn: err %v revision %d, want %d", err, tr.Header.Revision, rev)
+	}
+	// A nested txn.
+	tr, err = c.Txn(ctx).Then(clientv3.OpTxn(
+		[]clientv3.Cmp{clientv3.Compare(clientv3.Value("c"), "=", "c2")},
+		[]clientv3.Op{clientv3.OpPut("nested", "yes")}, nil)).Commit()
+	if err != nil {
+		t.Fatalf("nested txn: %v", err)
+	}
+	if nt := tr.Responses[0].GetResponseTxn(); nt == nil || !nt.Succeeded {
+		t.Errorf("nested txn response: %v", tr.Responses[0])
+	}
+	if g := mustGet(t, c, "nested"); len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "yes" {
+		t.Errorf("nested txn put: %v", g.Kvs)
+	}
+
+	// Compaction.
+	cur := currentRev(t, c)
+	if _, err := c.Compact(ctx, cur-2); err != nil {
+		t.Fatalf("Compact(%d): %v", cur-2, err)
+	}
+	if _, err := c.Get(ctx, "c", clientv3.WithRev(cur-3)); !isErr(err, rpctypes.ErrCompacted) {
+		t.Errorf("Get WithRev below the compaction: %v, want %v", err, rpctypes.ErrCompacted)
+	}
+	if _, err := c.Get(ctx, "c", clientv3.WithRev(cur-2)); err != nil {
+		t.Errorf("Get WithRev at the compaction revision: %v", err)
+	}
+	if _, err := c.Compact(ctx, cur-2); !isErr(err, rpctypes.ErrCompacted) {
+		t.Errorf("Compact again at the same revision: %v, want %v", err, rpctypes.ErrCompacted)
+	}
+	if _, err := c.Compact(ctx, cur+100); !isErr(err, rpctypes.ErrFutureRev) {
+		t.Errorf("Compact a future revision: %v, want %v", err, rpctypes.ErrFutureRev)
+	}
+}
+
+// TestKVErrors: etcd's errors reach clientv3 as its typed errors.
+func TestKVErrors(t *testing.T) {
+	s := startServer(t, serverOpts{args: []string{"--max-txn-ops", "4", "--max-request-bytes", "4096"}})
+	c := s.client(t)
+	ctx := ctxT(t, 30*time.Second)
+
+	for i := 0; i < 5; i++ {
+		mustPut(t, c, "k", string(rune('a'+i)))
+	}
+	cur := currentRev(t, c)
+	if _, err := c.Compact(ctx, cur-1); err != nil {
+		t.Fatalf("Compact: %v", err)
+	}
+	check := func(what string, err, want error) {
+		t.Helper()
+		if !isErr(err, want) {
+			t.Errorf("%s: error %v, want %v", what, err, want)
+		}
+	}
+	_, err := c.Get(ctx, "k", clientv3.WithRev(cur-2))
+	check("Get below the compaction", err, rpctypes.ErrCompacted)
+	_, err = c.Get(ctx, "k", clientv3.WithRev(cur+10))
+	check("Get a future revision", err, rpctypes.ErrFutureRev)
+	_, err = c.Put(ctx, "", "v")
+	check("Put an empty key", err, rpctypes.ErrEmptyKey)
+	_, err = c.Get(ctx, "")
+	check("Get an empty key", err, rpctypes.ErrEmptyKey)
+
+	ops := func(n int) []clientv3.Op {
+		var o []clientv3.Op
+		for i := 0; i < n; i++ {
+			o = append(o, clientv3.OpPut("op"+string(rune('0'+i)), "v"))
+		}
+		return o
+	}
+	if _, err := c.Txn(ctx).Then(ops(4)...).Commit(); err != nil {
+		t.Errorf("Txn of 4 ops with --max-txn-ops 4: %v", err)
+	}
+	_, err = c.Txn(ctx).Then(ops(5)...).Commit()
+	check("Txn of 5 ops with --max-txn-ops 4", err, rpctypes.ErrTooManyOps)
+	_, err = c.Txn(ctx).If(clientv3.Compare(clientv3.Version("k"), ">", 0)).Then(ops(2)...).Else(ops(5)...).Commit()
+	check("Txn with 5 ops in its else branch", err, rpctypes.ErrTooManyOps)
+	_, err = c.Txn(ctx).Then(clientv3.OpPut("dup", "1"), clientv3.OpPut("dup", "2")).Commit()
+	check("Txn putting one key twice", err, rpctypes.ErrDuplicateKey)
+	_, err = c.Txn(ctx).Then(clientv3.OpPut("dup/a", "1"), clientv3.OpDelete("dup/", clientv3.WithPrefix())).Commit()
+	check("Txn putting a key it also deletes", err, rpctypes.ErrDuplicateKey)
+
+	big := strings.Repeat("x", 8192)
+	_, err = c.Put(ctx, "big", big)
+	check("Put larger than --max-request-bytes", err, rpctypes.ErrRequestTooLarge)
+	if _, err := c.Put(ctx, "small", strings.Repeat("x", 1000)); err != nil {
+		t.Errorf("Put below --max-request-bytes: %v", err)
+	}
+
+	_, err = c.Put(ctx, "missing", "", clientv3.WithIgnoreValue())
+	check("Put IgnoreValue on a missing key", err, rpctypes.ErrKeyNotFound)
+	_, err = c.Put(ctx, "k", "v", clientv3.WithIgnoreValue())
+	check("Put IgnoreValue with a value", err, rpctypes.ErrValueProvided)
+	pr, err := c.Put(ctx, "k", "", clientv3.WithIgnoreValue(), clientv3.WithPrevKV())
+	if err != nil {
+		t.Errorf("Put IgnoreValue on an existing key: %v", err)
+	} else if g := mustGet(t, c, "k"); string(g.Kvs[0].Value) != "e" || g.Kvs[0].ModRevision != pr.Header.Revision {
+		t.Errorf("Put IgnoreValue: %+v, want value e kept at a new revision %d", g.Kvs[0], pr.Header.Revision)
+	}
+	_, err = c.Put(ctx, "k", "v", clientv3.WithLease(clientv3.LeaseID(12345)))
+	check("Put with an unknown lease", err, rpctypes.ErrLeaseNotFound)
+	// The server still serves after all these errors.
+	mustPut(t, c, "after", "ok")
+}
