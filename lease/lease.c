@@ -31,7 +31,8 @@ struct lease_mgr {
     uint8_t *record_key;
     size_t record_key_len;
     uint8_t owner[16];
-    uint8_t fence_value[32]; /* ballot(8) owner(16) until(8) as last written */
+    uint8_t fence_value[32]; /* ballot(8) owner(16) until(8) as last written; the first 24
+                                bytes are the term, the fence of every revoke */
     int leader;
     pthread_t thread;
     int has_thread;
@@ -65,6 +66,7 @@ struct claim {
     struct lease_mgr *mgr;
     int64_t now_ms;
     int won;
+    int renewed; /* the record was our own current one: same term */
 };
 
 /* Takes or renews leadership: if the record is absent, expired, or ours, write a new one. */
@@ -72,7 +74,7 @@ static fdb_error_t claim_body(const struct kv_api *api, FDBTransaction *tr, void
 {
     struct claim *c = arg;
     struct lease_mgr *mgr = c->mgr;
-    c->won = 0;
+    c->won = c->renewed = 0;
     FDBFuture *f = api->transaction_get(tr, mgr->record_key, (int)mgr->record_key_len, 0);
     fdb_error_t err = kv_wait(api, f);
     fdb_bool_t present = 0;
@@ -88,8 +90,9 @@ static fdb_error_t claim_body(const struct kv_api *api, FDBTransaction *tr, void
     int ours = 0, free_to_take = 1;
     if (present && len == 32) {
         ballot = get64(v);
-        ours = memcmp(v + 8, mgr->owner, 16) == 0 && mgr->leader &&
-               memcmp(v, mgr->fence_value, 32) == 0;
+        /* ours: our owner id and our ballot (the valid-until part changes with renewals,
+         * and a renewal whose commit outcome was unknown may have changed it) */
+        ours = memcmp(v, mgr->fence_value, 24) == 0 && memcmp(v + 8, mgr->owner, 16) == 0;
         free_to_take = get64(v + 24) < c->now_ms;
     }
     api->future_destroy(f);
@@ -100,8 +103,9 @@ static fdb_error_t claim_body(const struct kv_api *api, FDBTransaction *tr, void
     memcpy(rec + 8, mgr->owner, 16);
     be64(rec + 24, c->now_ms + LEADER_HOLD_MS);
     api->transaction_set(tr, mgr->record_key, (int)mgr->record_key_len, rec, 32);
-    memcpy(mgr->fence_value, rec, 32); /* takes effect only if the commit succeeds */
+    memcpy(mgr->fence_value, rec, 32); /* restored by the caller if the commit fails */
     c->won = 1;
+    c->renewed = ours;
     return 0;
 }
 
@@ -110,20 +114,25 @@ int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
     const struct kv_api *api = mvcc_api(mgr->m);
     uint8_t previous[32];
     memcpy(previous, mgr->fence_value, 32);
-    struct claim c = {mgr, now_ms, 0};
+    struct claim c = {mgr, now_ms, 0, 0};
     fdb_error_t err = kv_transact(api, mvcc_database(mgr->m), claim_body, &c, NULL);
-    int was_leader = mgr->leader;
-    if (err || !c.won) {
+    if (err) {
+        /* A store error says nothing about who leads: keep the state, expire nothing now.
+         * (The fence keeps a deposed leader from deleting anything anyway.) */
         memcpy(mgr->fence_value, previous, 32);
-        if (was_leader)
+        return 0;
+    }
+    if (!c.won) {
+        if (mgr->leader)
             log_msg(LOG_INFO, "lease: lost leadership");
         mgr->leader = 0;
         return 0;
     }
     mgr->leader = 1;
-    struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 32};
+    /* The fence is the term: ballot and owner. */
+    struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 24};
     fdb_error_t store_error = 0;
-    if (!was_leader) {
+    if (!c.renewed) { /* a new term: every lease gets its full TTL again */
         log_msg(LOG_INFO, "lease: became leader (ballot %lld)", (long long)get64(mgr->fence_value));
         if (mvcc_lease_extend_all(mgr->m, now_ms, &fence, &store_error) != 0) {
             mgr->leader = 0; /* try again next step */

@@ -2120,7 +2120,7 @@ int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids
     return rc;
 }
 
-/* Checks the fence with a non-snapshot read: a concurrent change of it makes the commit
+/* Checks the fence (the stored value starts with fence->value) with a non-snapshot read: a concurrent change of it makes the commit
  * conflict, so a deposed leader's transaction can never commit. */
 static int check_fence(struct exec *ex, const struct mvcc_fence *fence)
 {
@@ -2134,7 +2134,7 @@ static int check_fence(struct exec *ex, const struct mvcc_fence *fence)
     const uint8_t *v;
     int len;
     err = ex->api->future_get_value(f, &present, &v, &len);
-    int same = !err && present && (size_t)len == fence->value_len &&
+    int same = !err && present && (size_t)len >= fence->value_len &&
                memcmp(v, fence->value, fence->value_len) == 0;
     ex->api->future_destroy(f);
     if (err)

@@ -98,7 +98,8 @@ int mvcc_lease_list(struct mvcc *m, struct mvcc_lease **leases, size_t *n, int64
 int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids, size_t *n,
                        struct arena *arena, fdb_error_t *store_error);
 
-/* A fence: the transaction fails with MVCC_ERR_FENCED unless the store key holds value. */
+/* A fence: the transaction fails with MVCC_ERR_FENCED unless the store key's value starts
+ * with `value`. */
 struct mvcc_fence {
     const uint8_t *key;
     size_t key_len;

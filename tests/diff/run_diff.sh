@@ -19,6 +19,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 fdb_bin=${1:?usage: run_diff.sh ETCD_FDB_BINARY [WORK_DIR]}
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
+# etcdctl reads ETCDCTL_* variables (endpoints, TLS, timeouts...): none may leak in
+for v in $(env | sed -n 's/^\(ETCDCTL_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 export ETCDCTL_API=3
 
 if ! command -v "$ETCD" >/dev/null 2>&1 || ! command -v "$ETCDCTL" >/dev/null 2>&1; then

@@ -63,7 +63,6 @@ head -c 1600000 /dev/zero | tr '\0' 't' >"$SCRATCH/v1600k"
 step_in put.too-large "$SCRATCH/v1600k" put toolarge -w json
 step put.a-fields           put a 1111 -w fields
 step put.a-again            put a 111 -w json
-R_A5=$(rev_of put.a-again)
 
 # ---- get --------------------------------------------------------------------------------
 step get.single             get a -w json

@@ -26,64 +26,73 @@ func wantKeys(t *testing.T, what string, kvs []*mvccpb.KeyValue, want ...string)
 	}
 }
 
-// TestKVBasics: Put/Get/Delete/Txn through clientv3, with etcd's revision model.
+// TestKVBasics: Put/Get/Delete/Txn through clientv3, with etcd's revision model. etcd-fdb's
+// revisions are the store's commit versions (README: unique and increasing, but sparse), so
+// the test asserts order and equality of revisions, never that they are consecutive.
 func TestKVBasics(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := s.client(t)
 
-	// A fresh store is at revision 1; each write makes one revision.
-	if rev := currentRev(t, c); rev != 1 {
-		t.Errorf("fresh store revision %d, want 1", rev)
+	rev0 := currentRev(t, c)
+	if rev0 < 1 {
+		t.Errorf("fresh store revision %d, want >= 1", rev0)
+	}
+	if again := currentRev(t, c); again != rev0 {
+		t.Errorf("a read changed the revision: %d then %d", rev0, again)
 	}
 	r1 := mustPut(t, c, "a", "1")
-	if r1.Header.Revision != 2 {
-		t.Errorf("first put revision %d, want 2", r1.Header.Revision)
+	if r1.Header.Revision <= rev0 {
+		t.Errorf("first put revision %d, want > %d", r1.Header.Revision, rev0)
 	}
 	if r1.PrevKv != nil {
 		t.Errorf("PrevKv without WithPrevKV: %v", r1.PrevKv)
 	}
 	r2 := mustPut(t, c, "a", "2", clientv3.WithPrevKV())
-	if r2.Header.Revision != 3 {
-		t.Errorf("second put revision %d, want 3", r2.Header.Revision)
+	if r2.Header.Revision <= r1.Header.Revision {
+		t.Errorf("second put revision %d, want > %d", r2.Header.Revision, r1.Header.Revision)
 	}
-	if r2.PrevKv == nil || string(r2.PrevKv.Value) != "1" || r2.PrevKv.Version != 1 || r2.PrevKv.ModRevision != 2 {
-		t.Errorf("WithPrevKV: prev %+v, want a=1 version 1 mod 2", r2.PrevKv)
+	if r2.PrevKv == nil || string(r2.PrevKv.Value) != "1" || r2.PrevKv.Version != 1 || r2.PrevKv.ModRevision != r1.Header.Revision {
+		t.Errorf("WithPrevKV: prev %+v, want a=1 version 1 mod %d", r2.PrevKv, r1.Header.Revision)
 	}
 	g := mustGet(t, c, "a")
 	if g.Count != 1 || len(g.Kvs) != 1 {
 		t.Fatalf("Get a: count %d kvs %d", g.Count, len(g.Kvs))
 	}
 	kv := g.Kvs[0]
-	if string(kv.Value) != "2" || kv.Version != 2 || kv.CreateRevision != 2 || kv.ModRevision != 3 {
-		t.Errorf("Get a: %+v, want value 2 version 2 create 2 mod 3", kv)
+	if string(kv.Value) != "2" || kv.Version != 2 || kv.CreateRevision != r1.Header.Revision || kv.ModRevision != r2.Header.Revision {
+		t.Errorf("Get a: %+v, want value 2 version 2 create %d mod %d", kv, r1.Header.Revision, r2.Header.Revision)
 	}
-	if g.Header.Revision != 3 {
-		t.Errorf("Get header revision %d, want 3", g.Header.Revision)
+	if g.Header.Revision != r2.Header.Revision {
+		t.Errorf("Get header revision %d, want the last write's %d", g.Header.Revision, r2.Header.Revision)
 	}
-	// WithRev reads the past.
-	g = mustGet(t, c, "a", clientv3.WithRev(2))
-	if len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "1" {
-		t.Errorf("Get a WithRev(2): %v, want a=1", g.Kvs)
+	// WithRev reads the past, at and between revisions.
+	for _, at := range []int64{r1.Header.Revision, r2.Header.Revision - 1} {
+		g = mustGet(t, c, "a", clientv3.WithRev(at))
+		if len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "1" {
+			t.Errorf("Get a WithRev(%d): %v, want a=1", at, g.Kvs)
+		}
+		if g.Header.Revision != r2.Header.Revision {
+			t.Errorf("Get WithRev header revision %d, want the current %d", g.Header.Revision, r2.Header.Revision)
+		}
 	}
-	if g.Header.Revision != 3 {
-		t.Errorf("Get WithRev header revision %d, want the current 3", g.Header.Revision)
+	if g = mustGet(t, c, "a", clientv3.WithRev(r1.Header.Revision-1)); len(g.Kvs) != 0 {
+		t.Errorf("Get a before it was written: %v", g.Kvs)
 	}
 	g = mustGet(t, c, "missing")
 	if g.Count != 0 || len(g.Kvs) != 0 {
 		t.Errorf("Get missing: %v", g.Kvs)
 	}
 
+	putRev := map[string]int64{}
 	for _, k := range []string{"b", "c", "d", "e", "f/1", "f/2"} {
-		mustPut(t, c, k, "v"+k)
-	}
-	rev := currentRev(t, c) // 9
-	if rev != 9 {
-		t.Errorf("revision after 8 puts %d, want 9", rev)
+		putRev[k] = mustPut(t, c, k, "v"+k).Header.Revision
 	}
 	wantKeys(t, "WithRange(a,d)", mustGet(t, c, "a", clientv3.WithRange("d")).Kvs, "a", "b", "c")
 	wantKeys(t, "WithFromKey(c)", mustGet(t, c, "c", clientv3.WithFromKey()).Kvs, "c", "d", "e", "f/1", "f/2")
 	wantKeys(t, "WithPrefix(f/)", mustGet(t, c, "f/", clientv3.WithPrefix()).Kvs, "f/1", "f/2")
 	wantKeys(t, "WithPrefix(\"\")", mustGet(t, c, "", clientv3.WithPrefix()).Kvs, "a", "b", "c", "d", "e", "f/1", "f/2")
+	wantKeys(t, "WithRange(a,d) WithRev(put of c)", mustGet(t, c, "a", clientv3.WithRange("d"), clientv3.WithRev(putRev["c"])).Kvs, "a", "b", "c")
+	wantKeys(t, "WithRange(a,d) WithRev(put of c - 1)", mustGet(t, c, "a", clientv3.WithRange("d"), clientv3.WithRev(putRev["c"]-1)).Kvs, "a", "b")
 
 	// WithLimit + Count: Count is the whole range, More tells there is more.
 	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithLimit(2))
@@ -94,6 +103,10 @@ func TestKVBasics(t *testing.T) {
 	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithLimit(7))
 	if g.Count != 7 || g.More || len(g.Kvs) != 7 {
 		t.Errorf("WithLimit(7): count %d more %v kvs %d, want 7 false 7", g.Count, g.More, len(g.Kvs))
+	}
+	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithLimit(3), clientv3.WithRev(putRev["c"]))
+	if g.Count != 3 || g.More || len(g.Kvs) != 3 {
+		t.Errorf("WithLimit(3) WithRev: count %d more %v kvs %d, want 3 false 3", g.Count, g.More, len(g.Kvs))
 	}
 	g = mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if g.Count != 7 || len(g.Kvs) != 0 {
@@ -117,29 +130,41 @@ func TestKVBasics(t *testing.T) {
 	wantKeys(t, "sort version desc limit 1",
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByVersion, clientv3.SortDescend), clientv3.WithLimit(1)).Kvs,
 		"a")
-	mustPut(t, c, "b", "zz")
+	bRev := mustPut(t, c, "b", "zz").Header.Revision
 	wantKeys(t, "sort value desc limit 2",
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByValue, clientv3.SortDescend), clientv3.WithLimit(2)).Kvs,
 		"b", "f/2")
-	wantKeys(t, "WithMinModRev(9)",
-		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMinModRev(9)).Kvs, "b", "f/2")
+	wantKeys(t, "WithMinModRev(put of f/2)",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMinModRev(putRev["f/2"])).Kvs, "b", "f/2")
+	wantKeys(t, "WithMaxModRev(put of c)",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMaxModRev(putRev["c"])).Kvs, "a", "c")
+	wantKeys(t, "WithMinCreateRev(put of e)",
+		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMinCreateRev(putRev["e"])).Kvs, "e", "f/1", "f/2")
+	_ = bRev
 
 	// Delete.
-	rev = currentRev(t, c)
+	rev := currentRev(t, c)
 	d := mustDelete(t, c, "a", clientv3.WithPrevKV())
 	if d.Deleted != 1 || len(d.PrevKvs) != 1 || string(d.PrevKvs[0].Value) != "2" {
 		t.Errorf("Delete a WithPrevKV: deleted %d prev %v", d.Deleted, d.PrevKvs)
 	}
-	if d.Header.Revision != rev+1 {
-		t.Errorf("Delete revision %d, want %d", d.Header.Revision, rev+1)
+	if d.Header.Revision <= rev {
+		t.Errorf("Delete revision %d, want > %d", d.Header.Revision, rev)
 	}
+	delRev := d.Header.Revision
 	d = mustDelete(t, c, "a")
-	if d.Deleted != 0 || d.Header.Revision != rev+1 {
-		t.Errorf("Delete of a missing key: deleted %d revision %d, want 0 and no new revision %d", d.Deleted, d.Header.Revision, rev+1)
+	if d.Deleted != 0 || d.Header.Revision != delRev {
+		t.Errorf("Delete of a missing key: deleted %d revision %d, want 0 and no new revision (%d)", d.Deleted, d.Header.Revision, delRev)
 	}
 	d = mustDelete(t, c, "f/", clientv3.WithPrefix())
-	if d.Deleted != 2 || d.Header.Revision != rev+2 {
-		t.Errorf("Delete prefix f/: deleted %d revision %d, want 2 at one revision %d", d.Deleted, d.Header.Revision, rev+2)
+	if d.Deleted != 2 || d.Header.Revision <= delRev {
+		t.Errorf("Delete prefix f/: deleted %d revision %d, want 2 at a revision > %d", d.Deleted, d.Header.Revision, delRev)
+	}
+	if g := mustGet(t, c, "f/1", clientv3.WithRev(d.Header.Revision)); len(g.Kvs) != 0 {
+		t.Errorf("f/1 read at its delete revision: %v", g.Kvs)
+	}
+	if g := mustGet(t, c, "f/", clientv3.WithPrefix(), clientv3.WithRev(d.Header.Revision-1)); len(g.Kvs) != 2 {
+		t.Errorf("f/ read just before the delete revision: %v, want both keys", g.Kvs)
 	}
 	g = mustGet(t, c, "a", clientv3.WithRev(rev))
 	if len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "2" {
@@ -158,7 +183,8 @@ func TestKVBasics(t *testing.T) {
 	tr, err := c.Txn(ctx).
 		If(clientv3.Compare(clientv3.Value("c"), "=", "vc"),
 			clientv3.Compare(clientv3.Version("c"), "=", 1),
-			clientv3.Compare(clientv3.ModRevision("missing"), "=", 0)).
+			clientv3.Compare(clientv3.ModRevision("c"), "=", putRev["c"]),
+			clientv3.Compare(clientv3.CreateRevision("missing"), "=", 0)).
 		Then(clientv3.OpPut("c", "c2"), clientv3.OpPut("t1", "x"), clientv3.OpGet("c")).
 		Else(clientv3.OpPut("else", "x")).
 		Commit()
@@ -168,20 +194,29 @@ func TestKVBasics(t *testing.T) {
 	if !tr.Succeeded || len(tr.Responses) != 3 {
 		t.Fatalf("Txn: succeeded %v responses %d", tr.Succeeded, len(tr.Responses))
 	}
-	if tr.Header.Revision != rev+1 {
-		t.Errorf("Txn revision %d, want one new revision %d", tr.Header.Revision, rev+1)
-	}
 	if rr := tr.Responses[2].GetResponseRange(); rr == nil || len(rr.Kvs) != 1 || string(rr.Kvs[0].Value) != "c2" {
 		t.Errorf("Txn Get after Put in the same txn: %v", rr)
 	}
 	g = mustGet(t, c, "c", clientv3.WithRange("u"))
+	txnRev := int64(-1)
 	for _, kv := range g.Kvs {
-		if kv.ModRevision != rev+1 {
-			t.Errorf("txn key %s mod revision %d, want %d", kv.Key, kv.ModRevision, rev+1)
+		switch string(kv.Key) {
+		case "c", "t1":
+			if txnRev == -1 {
+				txnRev = kv.ModRevision
+			} else if kv.ModRevision != txnRev {
+				t.Errorf("the keys one txn wrote have different mod revisions: %d and %d", txnRev, kv.ModRevision)
+			}
 		}
 	}
+	if txnRev <= rev {
+		t.Errorf("txn keys' mod revision %d, want > %d", txnRev, rev)
+	}
+	if rr := tr.Responses[2].GetResponseRange(); rr != nil && len(rr.Kvs) == 1 && rr.Kvs[0].ModRevision != txnRev {
+		t.Errorf("Txn Get after Put: mod revision %d, want the txn's revision %d", rr.Kvs[0].ModRevision, txnRev)
+	}
 	tr, err = c.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision("c"), ">", 1000)).
+		If(clientv3.Compare(clientv3.Value("c"), "=", "not-c2")).
 		Then(clientv3.OpPut("then", "x")).
 		Else(clientv3.OpPut("else", "y"), clientv3.OpDelete("t1")).
 		Commit()
@@ -193,6 +228,17 @@ func TestKVBasics(t *testing.T) {
 	}
 	if n := mustGet(t, c, "then").Count; n != 0 {
 		t.Errorf("then branch applied although the compare failed")
+	}
+	if g := mustGet(t, c, "else"); len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "y" {
+		t.Errorf("else branch put: %v", g.Kvs)
+	}
+	tr, err = c.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision("c"), "<", txnRev)).Commit()
+	if err != nil || tr.Succeeded {
+		t.Errorf("compare mod revision < its own: err %v", err)
+	}
+	tr, err = c.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision("c"), "=", putRev["c"])).Commit()
+	if err != nil || !tr.Succeeded {
+		t.Errorf("compare create revision: err %v", err)
 	}
 	// A compare over a range (etcd >= 3.3): every key of the prefix must match.
 	mustPut(t, c, "r/1", "x")
@@ -211,6 +257,9 @@ func TestKVBasics(t *testing.T) {
 	if err != nil || tr.Header.Revision != rev {
 		t.Errorf("read-only txn: err %v revision %d, want %d", err, tr.Header.Revision, rev)
 	}
+	if after := currentRev(t, c); after != rev {
+		t.Errorf("a read-only txn made a revision: %d -> %d", rev, after)
+	}
 	// A nested txn.
 	tr, err = c.Txn(ctx).Then(clientv3.OpTxn(
 		[]clientv3.Cmp{clientv3.Compare(clientv3.Value("c"), "=", "c2")},
@@ -226,20 +275,22 @@ func TestKVBasics(t *testing.T) {
 	}
 
 	// Compaction.
-	cur := currentRev(t, c)
-	if _, err := c.Compact(ctx, cur-2); err != nil {
-		t.Fatalf("Compact(%d): %v", cur-2, err)
+	c1 := mustPut(t, c, "c", "c3").Header.Revision
+	c2 := mustPut(t, c, "c", "c4").Header.Revision
+	mustPut(t, c, "c", "c5")
+	if _, err := c.Compact(ctx, c2); err != nil {
+		t.Fatalf("Compact(%d): %v", c2, err)
 	}
-	if _, err := c.Get(ctx, "c", clientv3.WithRev(cur-3)); !isErr(err, rpctypes.ErrCompacted) {
+	if _, err := c.Get(ctx, "c", clientv3.WithRev(c1)); !isErr(err, rpctypes.ErrCompacted) {
 		t.Errorf("Get WithRev below the compaction: %v, want %v", err, rpctypes.ErrCompacted)
 	}
-	if _, err := c.Get(ctx, "c", clientv3.WithRev(cur-2)); err != nil {
-		t.Errorf("Get WithRev at the compaction revision: %v", err)
+	if g, err := c.Get(ctx, "c", clientv3.WithRev(c2)); err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "c4" {
+		t.Errorf("Get WithRev at the compaction revision: %v %v, want c=c4", err, g)
 	}
-	if _, err := c.Compact(ctx, cur-2); !isErr(err, rpctypes.ErrCompacted) {
+	if _, err := c.Compact(ctx, c2); !isErr(err, rpctypes.ErrCompacted) {
 		t.Errorf("Compact again at the same revision: %v, want %v", err, rpctypes.ErrCompacted)
 	}
-	if _, err := c.Compact(ctx, cur+100); !isErr(err, rpctypes.ErrFutureRev) {
+	if _, err := c.Compact(ctx, currentRev(t, c)+1000000); !isErr(err, rpctypes.ErrFutureRev) {
 		t.Errorf("Compact a future revision: %v, want %v", err, rpctypes.ErrFutureRev)
 	}
 }
@@ -312,4 +363,46 @@ func TestKVErrors(t *testing.T) {
 	check("Put with an unknown lease", err, rpctypes.ErrLeaseNotFound)
 	// The server still serves after all these errors.
 	mustPut(t, c, "after", "ok")
+}
+
+// TestKVTxnHeaderRevision: a Txn that writes answers with header.revision = its own revision
+// (etcd's applyTxn: the read revision + 1 when the txn changed something), the mod revision
+// of the keys it wrote; a Txn that writes nothing answers with the current revision.
+func TestKVTxnHeaderRevision(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+	ctx := ctxT(t, 10*time.Second)
+	mustPut(t, c, "k", "v0")
+	for _, branch := range []string{"then", "else"} {
+		before := currentRev(t, c)
+		want := "v0"
+		if branch == "else" {
+			want = "nope"
+		}
+		tr, err := c.Txn(ctx).
+			If(clientv3.Compare(clientv3.Value("k"), "=", want)).
+			Then(clientv3.OpPut("k", "v1"), clientv3.OpGet("k")).
+			Else(clientv3.OpPut("k", "v2"), clientv3.OpDelete("other")).
+			Commit()
+		if err != nil {
+			t.Fatalf("Txn: %v", err)
+		}
+		if tr.Succeeded != (branch == "then") {
+			t.Fatalf("Txn took the wrong branch")
+		}
+		g := mustGet(t, c, "k")
+		written := g.Kvs[0].ModRevision
+		if tr.Header.Revision != written || written <= before {
+			t.Errorf("%s branch: Txn header revision %d, want the txn's revision %d (the revision before the txn was %d)",
+				branch, tr.Header.Revision, written, before)
+		}
+		if pr := tr.Responses[0].GetResponsePut(); pr != nil && pr.Header.Revision != written {
+			t.Errorf("%s branch: Put sub-response header revision %d, want %d", branch, pr.Header.Revision, written)
+		}
+	}
+	before := currentRev(t, c)
+	tr, err := c.Txn(ctx).If(clientv3.Compare(clientv3.Value("k"), "=", "nope")).Then(clientv3.OpPut("k", "x")).Commit()
+	if err != nil || tr.Header.Revision != before {
+		t.Errorf("Txn that writes nothing: err %v header revision %d, want the current %d", err, tr.Header.Revision, before)
+	}
 }

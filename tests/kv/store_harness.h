@@ -8,6 +8,7 @@
 #define TESTS_KV_STORE_HARNESS_H
 
 #include <check.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "kv/fdb_api.h"
@@ -48,6 +49,15 @@ const uint8_t *hkey(const char *name, int *len);
         ck_assert_msg(check_err_ == (code), "%s:%d: %s returned %d (%s), expected %d",         \
                       __FILE__, __LINE__, #expr, check_err_, H.api->get_error(check_err_),     \
                       (code));                                                                 \
+    } while (0)
+
+/* Ends the test early, saying so, unless it runs on the embedded engine. */
+#define SKIP_IF_NOT_EMBEDDED()                                                                 \
+    do {                                                                                       \
+        if (!H.embedded) {                                                                     \
+            printf("%s: skipped on backend %s\n", __func__, H.api->name);                     \
+            return;                                                                            \
+        }                                                                                      \
     } while (0)
 
 /* Waits for f, returns its error and destroys it. */

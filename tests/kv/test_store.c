@@ -17,14 +17,6 @@
 #include "kv/tuple.h"
 #include "tests/kv/store_harness.h"
 
-#define SKIP_UNLESS_EMBEDDED()                                                                 \
-    do {                                                                                       \
-        if (!H.embedded) {                                                                     \
-            printf("%s: skipped on backend %s\n", __func__, H.api->name);                     \
-            return;                                                                            \
-        }                                                                                      \
-    } while (0)
-
 static const uint8_t *K(const char *name, int *len)
 {
     return hkey(name, len);
@@ -788,7 +780,7 @@ static void probe_wait(struct callback_probe *p)
 
 START_TEST(test_commit_completes_on_network_thread)
 {
-    SKIP_UNLESS_EMBEDDED(); /* network_is_current_thread is the engine's */
+    SKIP_IF_NOT_EMBEDDED(); /* network_is_current_thread is the engine's */
     struct callback_probe p = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
     FDBTransaction *tr = new_tr();
     set_str(tr, "cb/a", "x");
@@ -881,7 +873,7 @@ END_TEST
 
 START_TEST(test_restart_keeps_data_and_versions)
 {
-    SKIP_UNLESS_EMBEDDED();
+    SKIP_IF_NOT_EMBEDDED();
     FDBTransaction *tr = new_tr();
     set_str(tr, "rs/a", "durable");
     CHECK_OK(commit_tr(tr));
@@ -938,7 +930,7 @@ static void *fault_thread(void *arg)
 
 START_TEST(test_faults_retry_and_idempotency)
 {
-    SKIP_UNLESS_EMBEDDED();
+    SKIP_IF_NOT_EMBEDDED();
     embedded_set_faults(H.db, 42, 200);
     /* Futures complete later, on the network thread. */
     FDBTransaction *tr = new_tr();
@@ -971,7 +963,7 @@ END_TEST
 
 START_TEST(test_faults_unknown_result_can_apply_twice)
 {
-    SKIP_UNLESS_EMBEDDED();
+    SKIP_IF_NOT_EMBEDDED();
     /* Without idempotency, commit_unknown_result after applying makes a naive retry loop
      * apply twice: the engine must really produce that case for the layers to handle. */
     embedded_set_faults(H.db, 7, 300);
