@@ -74,8 +74,24 @@ struct watch_stream {
     struct watch_stream *next, *prev;
 };
 
+/* The interval index of synced watchers, rebuilt lazily (at the next dispatch) after any
+ * change: exact-key watchers sorted by key; range watchers sorted by begin, in blocks that
+ * know their widest end, so a lookup skips the blocks that cannot hold the key. */
+#define INDEX_BLOCK 64
+
+struct windex {
+    struct watcher **exact;
+    size_t n_exact, cap_exact;
+    struct watcher **ranges;
+    size_t n_ranges, cap_ranges;
+    struct watcher **block_widest; /* per block: the watcher with the greatest end */
+    size_t cap_blocks;
+    int dirty;
+};
+
 struct watch_hub {
     struct watch_config config;
+    struct windex index;
     pthread_mutex_t mu;
     pthread_cond_t work_cv;
     int stopping;
@@ -121,6 +137,123 @@ static int watcher_matches(const struct watcher *w, const ProtobufCBinaryData *k
     if (w->end_len == 0)
         return c == 0;
     return bytes_cmp(k->data, k->len, w->end, w->end_len) < 0;
+}
+
+/* Where a watcher's delivery resumes. A synced watcher implicitly follows synced_rev, so
+ * a batch without events for it costs nothing (invariant (2) and (3) hold through this). */
+static int64_t effective_next(const struct watch_hub *hub, const struct watcher *w)
+{
+    if (w->synced && w->next_rev <= hub->synced_rev)
+        return hub->synced_rev + 1;
+    return w->next_rev;
+}
+
+/* ---- the index ---- */
+
+static int end_cmp(const struct watcher *a, const struct watcher *b)
+{
+    if (a->open_end || b->open_end)
+        return a->open_end - b->open_end;
+    /* a single key's end is key + "\0" */
+    const uint8_t *ae = a->end_len ? a->end : a->key, *be = b->end_len ? b->end : b->key;
+    size_t al = a->end_len ? a->end_len : a->key_len, bl = b->end_len ? b->end_len : b->key_len;
+    int c = bytes_cmp(ae, al, be, bl);
+    if (c)
+        return c;
+    return (a->end_len == 0) - (b->end_len == 0);
+}
+
+/* Whether w's end is beyond key (so w may hold key). */
+static int end_after(const struct watcher *w, const ProtobufCBinaryData *k)
+{
+    if (w->open_end)
+        return 1;
+    if (w->end_len)
+        return bytes_cmp(w->end, w->end_len, k->data, k->len) > 0;
+    return bytes_cmp(w->key, w->key_len, k->data, k->len) >= 0;
+}
+
+static int begin_sort(const void *x, const void *y)
+{
+    const struct watcher *a = *(struct watcher *const *)x, *b = *(struct watcher *const *)y;
+    return bytes_cmp(a->key, a->key_len, b->key, b->key_len);
+}
+
+static void push_watcher(struct watcher ***v, size_t *n, size_t *cap, struct watcher *w)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *v = realloc(*v, *cap * sizeof(**v));
+        if (!*v)
+            abort();
+    }
+    (*v)[(*n)++] = w;
+}
+
+static void index_rebuild(struct watch_hub *hub)
+{
+    struct windex *ix = &hub->index;
+    ix->n_exact = ix->n_ranges = 0;
+    for (struct watch_stream *s = hub->streams; s; s = s->next)
+        for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
+            if (!w->synced)
+                continue;
+            if (!w->open_end && w->end_len == 0)
+                push_watcher(&ix->exact, &ix->n_exact, &ix->cap_exact, w);
+            else
+                push_watcher(&ix->ranges, &ix->n_ranges, &ix->cap_ranges, w);
+        }
+    qsort(ix->exact, ix->n_exact, sizeof(*ix->exact), begin_sort);
+    qsort(ix->ranges, ix->n_ranges, sizeof(*ix->ranges), begin_sort);
+    size_t blocks = (ix->n_ranges + INDEX_BLOCK - 1) / INDEX_BLOCK;
+    if (blocks > ix->cap_blocks) {
+        ix->cap_blocks = blocks * 2;
+        ix->block_widest = realloc(ix->block_widest, ix->cap_blocks * sizeof(*ix->block_widest));
+        if (!ix->block_widest)
+            abort();
+    }
+    for (size_t b = 0; b < blocks; b++) {
+        struct watcher *widest = ix->ranges[b * INDEX_BLOCK];
+        for (size_t i = b * INDEX_BLOCK; i < ix->n_ranges && i < (b + 1) * INDEX_BLOCK; i++)
+            if (end_cmp(ix->ranges[i], widest) > 0)
+                widest = ix->ranges[i];
+        ix->block_widest[b] = widest;
+    }
+    ix->dirty = 0;
+}
+
+/* First index in v[0..n) whose key is > key (or >= when inclusive is 0). */
+static size_t upper_bound(struct watcher **v, size_t n, const ProtobufCBinaryData *k, int strict)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = bytes_cmp(v[mid]->key, v[mid]->key_len, k->data, k->len);
+        if (strict ? c <= 0 : c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+typedef void (*visit_fn)(struct watcher *w, void *arg);
+
+/* Calls visit for every synced watcher whose range holds key. */
+static void index_lookup(struct windex *ix, const ProtobufCBinaryData *k, visit_fn visit, void *arg)
+{
+    for (size_t i = upper_bound(ix->exact, ix->n_exact, k, 0);
+         i < ix->n_exact && bytes_cmp(ix->exact[i]->key, ix->exact[i]->key_len, k->data, k->len) == 0;
+         i++)
+        visit(ix->exact[i], arg);
+    size_t hi = upper_bound(ix->ranges, ix->n_ranges, k, 1); /* begins <= key */
+    for (size_t b = 0; b * INDEX_BLOCK < hi; b++) {
+        if (!end_after(ix->block_widest[b], k))
+            continue;
+        for (size_t i = b * INDEX_BLOCK; i < hi && i < (b + 1) * INDEX_BLOCK; i++)
+            if (watcher_matches(ix->ranges[i], k))
+                visit(ix->ranges[i], arg);
+    }
 }
 
 /* ---- responses ---- */
@@ -225,6 +358,9 @@ static void unsynced_add(struct watch_hub *hub, struct watcher *w)
 {
     if (w->synced && w->prev_kv)
         hub->prev_kv_watchers--;
+    w->next_rev = effective_next(hub, w); /* materialize before leaving synced */
+    if (w->synced)
+        hub->index.dirty = 1;
     w->synced = 0;
     w->prev_unsynced = NULL;
     w->next_unsynced = hub->unsynced;
@@ -249,6 +385,7 @@ static void make_synced(struct watch_hub *hub, struct watcher *w)
 {
     unsynced_remove(hub, w);
     w->synced = 1;
+    hub->index.dirty = 1;
     if (w->prev_kv)
         hub->prev_kv_watchers++;
 }
@@ -272,6 +409,7 @@ static void watcher_remove(struct watch_hub *hub, struct watcher *w)
     if (w->synced) {
         if (w->prev_kv)
             hub->prev_kv_watchers--;
+        hub->index.dirty = 1;
     } else {
         unsynced_remove(hub, w);
     }
@@ -292,28 +430,41 @@ static void maybe_answer_progress(struct watch_stream *s)
 
 /* ---- the tail thread ---- */
 
-/* Hands a batch of events to the synced watchers; hub->mu held. */
+struct visit {
+    struct watch_hub *hub;
+    Mvccpb__Event *event;
+    int64_t rev;
+    struct arena *arena;
+    struct watcher *touched;
+};
+
+static void visit_event(struct watcher *w, void *arg)
+{
+    struct visit *v = arg;
+    if (v->rev < effective_next(v->hub, w))
+        return;
+    Mvccpb__Event *shaped = shape_event(w, v->event, v->arena);
+    if (!shaped)
+        return;
+    if (w->batch_n == 0) {
+        w->next_touched = v->touched;
+        v->touched = w;
+    }
+    batch_push(w, shaped);
+}
+
+/* Hands a batch of events to the synced watchers through the index; hub->mu held. */
 static void dispatch(struct watch_hub *hub, const struct mvcc_events *ev, struct arena *arena)
 {
-    struct watcher *touched = NULL;
+    if (hub->index.dirty)
+        index_rebuild(hub);
+    struct visit v = {hub, NULL, 0, arena, NULL};
     for (size_t i = 0; i < ev->n; i++) {
-        Mvccpb__Event *e = ev->events[i];
-        int64_t rev = e->kv->mod_revision;
-        for (struct watch_stream *s = hub->streams; s; s = s->next)
-            for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
-                if (!w->synced || rev < w->next_rev || !watcher_matches(w, &e->kv->key))
-                    continue;
-                Mvccpb__Event *shaped = shape_event(w, e, arena);
-                if (!shaped)
-                    continue;
-                if (w->batch_n == 0) {
-                    w->next_touched = touched;
-                    touched = w;
-                }
-                batch_push(w, shaped);
-            }
+        v.event = ev->events[i];
+        v.rev = v.event->kv->mod_revision;
+        index_lookup(&hub->index, &v.event->kv->key, visit_event, &v);
     }
-    for (struct watcher *w = touched; w; w = w->next_touched) {
+    for (struct watcher *w = v.touched; w; w = w->next_touched) {
         if (stream_congested(w->stream)) {
             unsynced_add(hub, w); /* replays from next_rev when the client reads again */
         } else {
@@ -322,10 +473,7 @@ static void dispatch(struct watch_hub *hub, const struct mvcc_events *ev, struct
         }
         w->batch_n = 0;
     }
-    for (struct watch_stream *s = hub->streams; s; s = s->next)
-        for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
-            if (w->synced && w->next_rev <= ev->through_rev)
-                w->next_rev = ev->through_rev + 1;
+    /* Every other synced watcher follows synced_rev implicitly (effective_next). */
     if (ev->through_rev > hub->synced_rev)
         hub->synced_rev = ev->through_rev;
     for (struct watch_stream *s = hub->streams; s; s = s->next)
@@ -582,7 +730,7 @@ static void progress_tick(struct watch_hub *hub)
     for (struct watch_stream *s = hub->streams; s; s = s->next)
         for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
             if (w->progress_notify && w->synced && !w->sent_since_tick) {
-                int64_t rev = hub->synced_rev > w->next_rev - 1 ? hub->synced_rev : w->next_rev - 1;
+                int64_t rev = effective_next(hub, w) - 1;
                 send_control(s, w->id, rev, 0, 0, 0, NULL);
             }
             w->sent_since_tick = 0;
@@ -693,6 +841,9 @@ void watch_hub_destroy(struct watch_hub *hub)
     }
     pthread_mutex_destroy(&hub->mu);
     pthread_cond_destroy(&hub->work_cv);
+    free(hub->index.exact);
+    free(hub->index.ranges);
+    free(hub->index.block_widest);
     free(hub);
 }
 
