@@ -1089,6 +1089,8 @@ static int exec_txn_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
             return err;
     }
     resp->header = new_header(ex, ex->cur_rev);
+    if (ex->writes) /* (3): a Txn that wrote answers at its own revision */
+        patch_later(ex, &resp->header->revision);
     return 0;
 }
 

@@ -19,31 +19,6 @@ static void fail_mvcc(struct rpc_call *call, int err, fdb_error_t store_error)
     rpc_fail(call, st.code, st.message);
 }
 
-/* Sub-responses of a Txn carry the server's identity too. */
-static void fill_txn_headers(struct server *s, Etcdserverpb__TxnResponse *r)
-{
-    server_fill_header(s, r->header);
-    for (size_t i = 0; i < r->n_responses; i++) {
-        Etcdserverpb__ResponseOp *op = r->responses[i];
-        switch (op->response_case) {
-        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_RANGE:
-            server_fill_header(s, op->response_range->header);
-            break;
-        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_PUT:
-            server_fill_header(s, op->response_put->header);
-            break;
-        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_DELETE_RANGE:
-            server_fill_header(s, op->response_delete_range->header);
-            break;
-        case ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN:
-            fill_txn_headers(s, op->response_txn);
-            break;
-        default:
-            break;
-        }
-    }
-}
-
 static void handle_range(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
 {
     struct server *s = ctx;
@@ -100,7 +75,7 @@ static void handle_txn(void *ctx, struct rpc_call *call, const ProtobufCMessage 
                        rpc_call_arena(call), &store_error);
     if (err)
         return fail_mvcc(call, err, store_error);
-    fill_txn_headers(s, &resp);
+    server_fill_header(s, resp.header); /* etcd fills only the outer header */
     rpc_reply(call, &resp.base);
 }
 
