@@ -276,6 +276,12 @@ void record_encode(struct tuple_buf *out, int flags, int64_t create_rev, int64_t
 
 int record_decode(const uint8_t *v, size_t len, struct record *r)
 {
+    if (len >= 1 && len < RECORD_HEADER_LEN && (v[0] & RECORD_TOMBSTONE)) {
+        memset(r, 0, sizeof(*r)); /* the short form of a tombstone: its flags only */
+        r->flags = v[0];
+        r->part = v;
+        return 0;
+    }
     if (len < RECORD_HEADER_LEN)
         return -1;
     r->flags = v[0];

@@ -125,7 +125,8 @@ struct record {
  * stamp is zeros (filled by a versionstamped set, or unused in history). */
 void record_encode(struct tuple_buf *out, int flags, int64_t create_rev, int64_t version,
                    int64_t lease, uint32_t total_len, const uint8_t *part, uint32_t part_len);
-/* Decodes; the record borrows v. Returns 0 or -1 if malformed. */
+/* Decodes; the record borrows v. Returns 0 or -1 if malformed. A tombstone may be stored as
+ * its flags byte alone. */
 int record_decode(const uint8_t *v, size_t len, struct record *r);
 
 #endif

@@ -126,6 +126,9 @@ struct exec {
     int error;
     fdb_error_t store_error;
     int64_t new_rev;
+    size_t delete_limit; /* chunked DeleteRange (see exec_delete_range) */
+    ProtobufCBinaryData delete_from, delete_next;
+    int delete_more;
 };
 
 static void exec_init(struct exec *ex, struct mvcc *m)
@@ -356,6 +359,7 @@ struct kv_list {
     size_t count, cap;
     int64_t total; /* keys counted, collected or not */
     size_t want;   /* collect at most this many (SIZE_MAX: all) */
+    int stop_when_full; /* stop reading (and counting) once `want` are collected */
 };
 
 static void kv_list_push(struct exec *ex, struct kv_list *l, Mvccpb__KeyValue *kv)
@@ -381,6 +385,8 @@ struct latest_scan {
 static int latest_row(struct exec *ex, const FDBKeyValue *row, void *arg)
 {
     struct latest_scan *s = arg;
+    if (s->list->count >= s->list->want && s->list->stop_when_full)
+        return 1;
     s->list->total++;
     if (s->list->count >= s->list->want)
         return 0; /* only counting */
@@ -635,7 +641,7 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
                  req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
     int filtered = req->min_mod_revision || req->max_mod_revision ||
                    req->min_create_revision || req->max_create_revision;
-    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX, 0};
     if (req->count_only)
         l.want = 0;
     else if (req->limit > 0 && !sorted && !filtered && ex->own_count == 0)
@@ -738,14 +744,6 @@ static void own_add(struct exec *ex, const uint8_t *key, size_t key_len, Mvccpb_
     w->kv = kv;
 }
 
-static int own_deleted(struct exec *ex, const ProtobufCBinaryData *key)
-{
-    for (int i = ex->own_count - 1; i >= 0; i--)
-        if (ex->own[i].key_len == key->len && memcmp(ex->own[i].key, key->data, key->len) == 0)
-            return ex->own[i].deleted;
-    return 0;
-}
-
 static void set_lease_key(struct exec *ex, int64_t lease, const uint8_t *key, size_t len,
                           int attach)
 {
@@ -827,15 +825,21 @@ static Mvccpb__KeyValue *write_put(struct exec *ex, const ProtobufCBinaryData *k
     return kv;
 }
 
-static void write_delete(struct exec *ex, const Mvccpb__KeyValue *existing)
+/* Deletes the key's newest record (unless a range clear of the caller already did) and
+ * records the deletion in history and the change log. */
+static void write_delete(struct exec *ex, const Mvccpb__KeyValue *existing, int latest_cleared)
 {
     struct keys *k = &ex->m->keys;
     const ProtobufCBinaryData *key = &existing->key;
-    keys_latest(k, &ex->k1, key->data, key->len);
-    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
-    if (existing->value.len > RECORD_CHUNK_LEN)
-        clear_latest_chunks(ex, key->data, key->len);
-    record_encode(&ex->v, RECORD_TOMBSTONE, 0, 0, 0, 0, NULL, 0);
+    if (!latest_cleared) {
+        keys_latest(k, &ex->k1, key->data, key->len);
+        ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+        if (existing->value.len > RECORD_CHUNK_LEN)
+            clear_latest_chunks(ex, key->data, key->len);
+    }
+    static const uint8_t tombstone = RECORD_TOMBSTONE;
+    tuple_buf_reset(&ex->v);
+    tuple_buf_append(&ex->v, &tombstone, 1);
     keys_history_new(k, &ex->k1, key->data, key->len);
     add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
     log_event(ex, EVENT_DELETE, key->data, key->len, existing->mod_revision);
@@ -866,7 +870,7 @@ static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__K
             return 0;
         }
     ProtobufCBinaryData none = {0, NULL};
-    struct kv_list l = {NULL, 0, 0, 0, 1};
+    struct kv_list l = {NULL, 0, 0, 0, 1, 0};
     int err = range_latest(ex, key, &none, 0, &l);
     if (!err && l.count)
         *out = l.items[0];
@@ -912,20 +916,59 @@ static int exec_put(struct exec *ex, const Etcdserverpb__PutRequest *req,
     return 0;
 }
 
+/* Clears the newest records, and their value chunks, of every key in etcd's
+ * [from, range_end) with two range clears. */
+static void clear_latest_range(struct exec *ex, const ProtobufCBinaryData *from,
+                               const ProtobufCBinaryData *range_end)
+{
+    struct tuple_buf b, e;
+    tuple_buf_init(&b);
+    tuple_buf_init(&e);
+    keys_latest_range(&ex->m->keys, from->data, from->len, range_end->data, range_end->len, &b,
+                      &e);
+    ex->api->transaction_clear_range(ex->tr, b.data, (int)b.len, e.data, (int)e.len);
+    /* Chunk keys P (6, key, i) sort like P (1, key): same bounds, other space code. */
+    size_t code = ex->m->keys.prefix.len + 1; /* after the int type byte 0x15 */
+    b.data[code] = KEYS_LATEST_CHUNK;
+    e.data[code] = KEYS_LATEST_CHUNK;
+    ex->api->transaction_clear_range(ex->tr, b.data, (int)b.len, e.data, (int)e.len);
+    tuple_buf_free(&b);
+    tuple_buf_free(&e);
+}
+
+/* Deletes the keys of req's range; with ex->delete_limit, at most that many from
+ * ex->delete_from, setting ex->delete_more and ex->delete_next (a chunk of a DeleteRange too
+ * large for one transaction). */
 static int exec_delete_range(struct exec *ex, const Etcdserverpb__DeleteRangeRequest *req,
                              Etcdserverpb__DeleteRangeResponse *resp)
 {
     etcdserverpb__delete_range_response__init(resp);
-    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
-    int err = range_latest(ex, &req->key, &req->range_end, 0, &l);
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX, 0};
+    const ProtobufCBinaryData *from = ex->delete_limit ? &ex->delete_from : &req->key;
+    if (ex->delete_limit) {
+        l.want = ex->delete_limit + 1;
+        l.stop_when_full = 1;
+    }
+    int err = range_latest(ex, from, &req->range_end, 0, &l);
     if (err)
         return err;
-    int before = ex->writes;
+    ex->delete_more = 0;
+    if (ex->delete_limit && l.count > ex->delete_limit) {
+        ex->delete_more = 1;
+        ex->delete_next = l.items[ex->delete_limit]->key;
+        l.count = ex->delete_limit;
+    }
+    /* One range clear for the newest records instead of a clear (and a conflict range) per
+     * key: a large DeleteRange then fits one store transaction far longer. After earlier
+     * writes of the same Txn, keys go one by one, own writes included (5). */
+    int by_range = ex->own_count == 0;
+    if (!by_range)
+        merge_own(ex, &req->key, &req->range_end, &l);
+    else if (l.count)
+        clear_latest_range(ex, from, ex->delete_more ? &ex->delete_next : &req->range_end);
     size_t n = 0;
     for (size_t i = 0; i < l.count; i++) {
-        if (own_deleted(ex, &l.items[i]->key))
-            continue; /* an earlier DeleteRange of this Txn took it */
-        write_delete(ex, l.items[i]);
+        write_delete(ex, l.items[i], by_range);
         l.items[n++] = l.items[i];
     }
     resp->deleted = (int64_t)n;
@@ -934,7 +977,7 @@ static int exec_delete_range(struct exec *ex, const Etcdserverpb__DeleteRangeReq
         resp->prev_kvs = l.items;
     }
     resp->header = new_header(ex, ex->cur_rev);
-    if (ex->writes > before || ex->writes)
+    if (ex->writes)
         patch_later(ex, &resp->header->revision);
     return 0;
 }
@@ -1003,7 +1046,7 @@ static int compare_one_kv(const Etcdserverpb__Compare *c, const Mvccpb__KeyValue
  * fails, other targets compare a missing key as zeros. */
 static int eval_compare(struct exec *ex, const Etcdserverpb__Compare *c, int *result)
 {
-    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX};
+    struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX, 0};
     int err = range_latest(ex, &c->key, &c->range_end, 0, &l);
     if (err)
         return err;
@@ -1357,9 +1400,24 @@ int mvcc_put(struct mvcc *m, const Etcdserverpb__PutRequest *req,
     return err ? err : run(m, put_fn, req, resp, 1, arena, store_error);
 }
 
+/* A DeleteRange, or one chunk of it (limit > 0). */
+struct delete_req {
+    const Etcdserverpb__DeleteRangeRequest *req;
+    size_t limit;
+    ProtobufCBinaryData from;
+    int more;
+    ProtobufCBinaryData next; /* in the caller's arena after a successful run */
+};
+
 static int delete_fn(struct exec *ex, const void *req, void *resp)
 {
-    return exec_delete_range(ex, req, resp);
+    struct delete_req *d = (struct delete_req *)req;
+    ex->delete_limit = d->limit;
+    ex->delete_from = d->from;
+    int err = exec_delete_range(ex, d->req, resp);
+    d->more = ex->delete_more;
+    d->next = ex->delete_next;
+    return err;
 }
 
 int mvcc_delete_range(struct mvcc *m, const Etcdserverpb__DeleteRangeRequest *req,
@@ -1368,7 +1426,44 @@ int mvcc_delete_range(struct mvcc *m, const Etcdserverpb__DeleteRangeRequest *re
 {
     if (req->key.len == 0)
         return MVCC_ERR_EMPTY_KEY;
-    return run(m, delete_fn, req, resp, 1, arena, store_error);
+    struct delete_req d = {req, 0, {0, NULL}, 0, {0, NULL}};
+    int rc = run(m, delete_fn, &d, resp, 1, arena, store_error);
+    if (rc != MVCC_ERR_TOO_LARGE)
+        return rc;
+    /* Too large for one store transaction (10 MB): delete in chunks, each its own revision
+     * (documented in the README). The response adds them up; its revision is the last. */
+    int64_t deleted = 0;
+    Mvccpb__KeyValue **prev = NULL;
+    size_t n_prev = 0;
+    d.limit = 4096;
+    d.from = req->key;
+    for (;;) {
+        Etcdserverpb__DeleteRangeResponse part;
+        rc = run(m, delete_fn, &d, &part, 1, arena, store_error);
+        if (rc == MVCC_ERR_TOO_LARGE && d.limit > 16) {
+            d.limit /= 2;
+            continue;
+        }
+        if (rc)
+            return rc;
+        deleted += part.deleted;
+        if (req->prev_kv && part.n_prev_kvs) {
+            Mvccpb__KeyValue **all = arena_alloc(arena, (n_prev + part.n_prev_kvs) * sizeof(*all));
+            if (n_prev)
+                memcpy(all, prev, n_prev * sizeof(*all));
+            memcpy(all + n_prev, part.prev_kvs, part.n_prev_kvs * sizeof(*all));
+            prev = all;
+            n_prev += part.n_prev_kvs;
+        }
+        *resp = part;
+        if (!d.more)
+            break;
+        d.from = d.next;
+    }
+    resp->deleted = deleted;
+    resp->prev_kvs = prev;
+    resp->n_prev_kvs = n_prev;
+    return 0;
 }
 
 static int txn_fn(struct exec *ex, const void *req, void *resp)
@@ -1648,7 +1743,7 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
         s->err = history_kv(ex, key, key_len, rev, &e->kv);
         if (!s->err && !e->kv)
-            s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+            return 0; /* the same write deleted it again: its DELETE event follows */
     } else {
         e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
         e->kv = alloc0(ex, sizeof(*e->kv));
@@ -2171,7 +2266,7 @@ static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
         if (err)
             return err;
         if (kv && kv->lease == r->id)
-            write_delete(ex, kv);
+            write_delete(ex, kv, 0);
     }
     struct tuple_buf begin, end;
     tuple_buf_init(&begin);

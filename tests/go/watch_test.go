@@ -34,7 +34,7 @@ func evOf(e *clientv3.Event) ev {
 }
 
 func put(key, val string, rev int64) ev { return ev{mvccpb.PUT, key, val, rev} }
-func del(key string, rev int64) ev     { return ev{mvccpb.DELETE, key, "", rev} }
+func del(key string, rev int64) ev      { return ev{mvccpb.DELETE, key, "", rev} }
 
 // watchCreated opens a watch and waits for its created response, so later writes are seen.
 func watchCreated(t *testing.T, ctx context.Context, c *clientv3.Client, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
