@@ -433,6 +433,44 @@ static uint8_t *stamped_copy(const uint8_t *bytes, int len, int offset, int64_t 
     return out;
 }
 
+/* ---- conflict history generations ---- */
+
+static void record_write(struct FDB_database *db, const uint8_t *begin, int begin_len,
+                         const uint8_t *end, int end_len, int64_t version)
+{
+    conflict_add_write(db->gens[0].history, begin, begin_len, end, end_len, version);
+    if (version > db->gens[0].max_version)
+        db->gens[0].max_version = version;
+}
+
+/* Whether a write newer than read_version touched r; generations whose newest write is not
+ * newer than the read version are skipped whole. */
+static int history_conflicts(struct FDB_database *db, const struct key_range *r,
+                             int64_t read_version)
+{
+    for (int i = 0; i < db->n_gens && db->gens[i].max_version > read_version; i++)
+        if (conflict_check(db->gens[i].history, r->begin, r->begin_len, r->end, r->end_len,
+                           read_version))
+            return 1;
+    return 0;
+}
+
+/* Starts a new generation when the newest has writes (about once a second) and drops the
+ * generations all of whose writes are at or below the horizon. */
+static void rotate_history(struct FDB_database *db, int64_t horizon)
+{
+    while (db->n_gens > 1 && db->gens[db->n_gens - 1].max_version <= horizon) {
+        db->n_gens--;
+        conflict_destroy(db->gens[db->n_gens].history);
+    }
+    if (db->gens[0].max_version == 0 || db->n_gens == CONFLICT_GENERATIONS)
+        return;
+    memmove(&db->gens[1], &db->gens[0], (size_t)db->n_gens * sizeof(db->gens[0]));
+    db->gens[0].history = conflict_create();
+    db->gens[0].max_version = 0;
+    db->n_gens++;
+}
+
 /* Applies one request's mutations, in order, at (vb->version, index). */
 static void apply_mutations(struct FDB_database *db, struct version_batch *vb,
                             struct commit_req *req, uint16_t index)
@@ -460,7 +498,7 @@ static void apply_mutations(struct FDB_database *db, struct version_batch *vb,
                 uint8_t *k = stamped_copy(m->key, body + 1, off, vb->version, index);
                 k[body] = 0;
                 batch_put(db, vb, k, body, m->param, m->param_len);
-                conflict_add_write(db->conflicts, k, body, k, body + 1, vb->version);
+                record_write(db, k, body, k, body + 1, vb->version);
                 free(k);
             }
             break;
@@ -489,8 +527,7 @@ static void apply_mutations(struct FDB_database *db, struct version_batch *vb,
     }
     for (int i = 0; i < req->writes.count; i++) {
         struct key_range *r = &req->writes.items[i];
-        conflict_add_write(db->conflicts, r->begin, r->begin_len, r->end, r->end_len,
-                           vb->version);
+        record_write(db, r->begin, r->begin_len, r->end, r->end_len, vb->version);
     }
 }
 
@@ -511,8 +548,7 @@ static int resolve(struct FDB_database *db, struct commit_req *req)
     }
     for (int i = 0; i < req->reads.count; i++) {
         struct key_range *r = &req->reads.items[i];
-        if (conflict_check(db->conflicts, r->begin, r->begin_len, r->end, r->end_len,
-                           req->read_version)) {
+        if (history_conflicts(db, r, req->read_version)) {
             req->error = FDB_ERR_NOT_COMMITTED;
             return 1;
         }
@@ -659,11 +695,14 @@ static void *commit_thread_main(void *arg)
             break;
 
         uint64_t now = network_now_us();
+        int64_t horizon = db_clock_version(db) - FDB_MAX_READ_TRANSACTION_LIFE_VERSIONS;
         if (now - db->last_prune_us > 100000) {
-            int64_t horizon = db_clock_version(db) - FDB_MAX_READ_TRANSACTION_LIFE_VERSIONS;
-            conflict_prune(db->conflicts, horizon);
             prune_snaps(db, horizon);
             db->last_prune_us = now;
+        }
+        if (now - db->last_rotate_us > 1000000) {
+            rotate_history(db, horizon);
+            db->last_rotate_us = now;
         }
         if (list)
             process_group(db, list);
@@ -716,7 +755,8 @@ static void database_free(struct FDB_database *db)
         rocksdb_writeoptions_destroy(db->write_nosync);
     if (db->read_latest)
         rocksdb_readoptions_destroy(db->read_latest);
-    conflict_destroy(db->conflicts);
+    for (int i = 0; i < db->n_gens; i++)
+        conflict_destroy(db->gens[i].history);
     writemap_destroy(db->overlay);
     free(db->watch_tree);
     pthread_mutex_destroy(&db->vlock);
@@ -747,7 +787,8 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
     pthread_mutex_init(&db->wlock, NULL);
     pthread_mutex_init(&db->flock, NULL);
     db->path = strdup(path);
-    db->conflicts = conflict_create();
+    db->gens[0].history = conflict_create();
+    db->n_gens = 1;
     db->overlay = writemap_create();
     db->watch_tree = calloc(1, sizeof(struct watch_tree));
     if (!db->path || !db->watch_tree)
@@ -760,6 +801,9 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
     rocksdb_options_set_wal_recovery_mode(db->options, 2); /* point in time */
     rocksdb_options_increase_parallelism(db->options, 2);
     rocksdb_options_set_max_background_jobs(db->options, 2);
+    /* The engine column family changes with every commit but holds one key: bound the WAL so
+     * it is flushed too, instead of pinning old logs (long restarts). */
+    rocksdb_options_set_max_total_wal_size(db->options, 128u << 20);
     db->table_options = rocksdb_block_based_options_create();
     db->cache = rocksdb_cache_create_lru(128u << 20);
     rocksdb_block_based_options_set_block_cache(db->table_options, db->cache);

@@ -130,6 +130,8 @@ struct FDB_transaction {
 
 struct watch_rec;
 
+#define CONFLICT_GENERATIONS 10 /* covers the 5 s window at one generation a second */
+
 struct FDB_database {
     char *path;
     rocksdb_t *rocks;
@@ -158,8 +160,15 @@ struct FDB_database {
     pthread_t commit_thread;
     int commit_thread_started;
 
-    /* Commit thread only. */
-    struct conflict *conflicts;
+    /* Commit thread only. The conflict history is kept in generations of about one second
+     * each (newest first), so forgetting old writes drops whole generations instead of
+     * walking every boundary. */
+    struct conflict_gen {
+        struct conflict *history;
+        int64_t max_version; /* newest write recorded in it; 0 if none */
+    } gens[CONFLICT_GENERATIONS];
+    int n_gens;
+    uint64_t last_rotate_us;
     struct writemap *overlay;
     uint64_t last_prune_us;
 
