@@ -5,6 +5,8 @@
 #
 # Usage: etcdctl_test.sh path/to/etcd-fdb
 # Environment: ETCDCTL (default etcdctl), E2E_KEEP=1 keeps the temp dir and server logs.
+# Given the real etcd's binary instead, the same checks run against etcd (to check the
+# checks); those about etcd-fdb's own flags, --prefix and exit codes are skipped then.
 # Prints one line per named check ("ok" or "FAIL" with the reasons) and ends with exactly
 # "N passed, N failed"; exits 1 if any check failed.
 #
@@ -22,6 +24,8 @@ for tool in "$ETCDCTL" python3 openssl curl timeout; do
     command -v "$tool" >/dev/null || { echo "etcdctl_test.sh: $tool not found" >&2; exit 2; }
 done
 [ -x "$BIN" ] || { echo "etcdctl_test.sh: $BIN is not executable" >&2; exit 2; }
+FLAVOR=etcd-fdb
+"$BIN" --version 2>/dev/null | grep -q '^etcd Version:' && FLAVOR=etcd
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/etcd-fdb-e2e.XXXXXX")
 PIDS=() # every server this script started; the exit trap kills those still running
@@ -112,7 +116,16 @@ def decode(buf):
     return out
 
 def call(endpoint, method, body):
-    """(grpc-status, grpc-message, response bytes or None)."""
+    """(grpc-status, grpc-message, response bytes or None). A call that got no status at all
+    is retried: curl sometimes drops a trailers-only answer sent before the server read the
+    request (then RST_STREAM NO_ERROR), with etcd as with etcd-fdb."""
+    for attempt in range(5):
+        result = call_once(endpoint, method, body)
+        if result[0] is not None:
+            break
+    return result
+
+def call_once(endpoint, method, body):
     frame = b"\x00" + struct.pack(">I", len(body)) + body
     cmd = ["curl", "-s", "--max-time", "10", "-X", "POST", "-H", "content-type: application/grpc",
            "-H", "te: trailers", "--data-binary", "@-", "-D", "/dev/stderr", "-o", "-",
@@ -138,6 +151,7 @@ EOF
 
 PASSED=0
 FAILED=0
+SKIPPED=0
 CURRENT=""
 CURRENT_OK=1
 
@@ -160,6 +174,16 @@ check()
     finish_check
     CURRENT=$1
     CURRENT_OK=1
+}
+
+# only_fdb: true for etcd-fdb; against etcd, skips the current check.
+only_fdb()
+{
+    [ "$FLAVOR" = etcd-fdb ] && return 0
+    echo "skip $CURRENT (etcd-fdb only)"
+    SKIPPED=$((SKIPPED + 1))
+    CURRENT=""
+    return 1
 }
 
 fail()
@@ -229,15 +253,15 @@ expect_run()
     expect_eq "$what" "$want" "$OUT"
 }
 
-# expect_keys WHAT EXPECTED_KEYS ARGS...: `get ARGS --keys-only` prints exactly these keys
+# expect_keys WHAT EXPECTED_KEYS get ARGS...: `get ARGS --keys-only` prints exactly these keys
 # (etcdctl prints an empty line after each key; those are dropped).
 expect_keys()
 {
     local what=$1 want=$2
     shift 2
-    run get "$@" --keys-only
+    run "$@" --keys-only
     if [ "$RC" != 0 ]; then
-        fail "$what: etcdctl get $(printf %s "$*" | head -c 200) --keys-only exited $RC: $ERR"
+        fail "$what: etcdctl $(printf %s "$*" | head -c 200) --keys-only exited $RC: $ERR"
         return 1
     fi
     expect_eq "$what" "$want" "$(printf '%s\n' "$OUT" | sed '/^$/d')"
@@ -342,17 +366,47 @@ start_server()
     local log=$1 i
     shift
     SRV_LOG="$T/$log.log"
-    "$BIN" "$@" >"$SRV_LOG" 2>&1 &
+    local extra=()
+    [ "$FLAVOR" = etcd ] && etcd_flags "$@"
+    "$BIN" "$@" "${extra[@]}" >"$SRV_LOG" 2>&1 &
     SRV_PID=$!
     PIDS+=("$SRV_PID")
     for ((i = 0; i < 150; i++)); do
-        grep -qs ' ready: ' "$SRV_LOG" && return 0
+        grep -Eqs ' ready: |ready to serve client requests' "$SRV_LOG" && return 0
         alive "$SRV_PID" || break
         sleep 0.1
     done
     echo "     (server did not become ready; its log:)"
     sed 's/^/       | /' "$SRV_LOG" | tail -20
     return 1
+}
+
+# etcd_flags ARGS...: the flags etcd needs besides etcd-fdb's (a peer URL, the advertised
+# client URL), into start_server's `extra`.
+etcd_flags()
+{
+    local name=default listen="" peer
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --name) name=$2 ;;
+        --listen-client-urls) listen=$2 ;;
+        esac
+        shift
+    done
+    peer="http://127.0.0.1:$(free_port)"
+    extra=(--listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer"
+        --initial-cluster "$name=$peer" --advertise-client-urls "${listen%%,*}")
+}
+
+# expect_clean_exit WHAT: the server stopped by stop_server exited 0 (etcd re-raises the
+# signal instead, so against etcd only the exit itself is checked).
+expect_clean_exit()
+{
+    if [ "$FLAVOR" = etcd ]; then
+        [ "$EXIT_RC" != 124 ] || fail "$1: still running"
+        return
+    fi
+    expect_eq "$1" 0 "$EXIT_RC"
 }
 
 # stop_server SIGNAL: signals the current server and waits for it; sets EXIT_RC.
@@ -379,6 +433,8 @@ now_ms() { date +%s%3N; }
 # Flags
 # ===================================================================================
 
+# etcd-fdb's own flag handling
+if [ "$FLAVOR" = etcd-fdb ]; then
 check "flags: --help exits 0 and prints the usage"
 out=$("$BIN" --help 2>&1)
 rc=$?
@@ -422,6 +478,7 @@ out=$(timeout 10 "$BIN" --data-dir "$T/never" --client-cert-auth 2>&1)
 rc=$?
 expect_error_exit "--client-cert-auth without a CA: exit code $rc is an error" "$rc"
 expect_contains "--client-cert-auth without a CA" "--trusted-ca-file" "$out"
+fi
 
 # ===================================================================================
 # The main server
@@ -800,7 +857,7 @@ expect_true "text value via --print-value-only" [ "$OUT" == "$(cat "$T/v1m.txt")
 
 check "large values: sizes around the 90 KB split, overwrite and history"
 revs=()
-sizes=(89999 90000 90001 180000 180001 5 270001 0 1500000)
+sizes=(89999 90000 90001 180000 180001 5 270001 1 1500000)
 for n in "${sizes[@]}"; do
     head -c "$n" /dev/urandom >"$T/v$n"
     revs+=("$(rev_of put big/split <"$T/v$n")")
@@ -812,7 +869,8 @@ for i in "${!sizes[@]}"; do
     value_to "$T/v$n.out" big/split --rev="${revs[$i]}"
     expect_true "$n bytes read back at its revision" cmp -s "$T/v$n" "$T/v$n.out"
 done
-expect_eq "version after ${#sizes[@]} puts" "${#sizes[@]}" "$(kv_fields big/split | awk '{print $3}')"
+run get big/split -w json
+expect_eq "version after ${#sizes[@]} puts" "${#sizes[@]}" "$(json 'd["kvs"][0]["version"]')"
 run del big/split
 expect_run "deleted" "" get big/split
 value_to "$T/vh.out" big/split --rev="${revs[6]}"
@@ -908,13 +966,15 @@ expect_run "defrag" "Finished defragmenting etcd member[$URL]" defrag
 expect_run "alarm list is empty" "" alarm list
 
 check "unimplemented RPCs fail fast with Unimplemented, never hang"
-t0=$(now_ms)
-run user list
-t1=$(now_ms)
-expect_true "user list failed" [ "$RC" != 0 ]
-expect_true "user list did not time out" [ "$RC" != 124 ]
-expect_contains "user list" "code = Unimplemented" "$ERR"
-expect_true "user list answered within 5 s ($((t1 - t0)) ms)" [ $((t1 - t0)) -lt 5000 ]
+if [ "$FLAVOR" = etcd-fdb ]; then
+    t0=$(now_ms)
+    run user list
+    t1=$(now_ms)
+    expect_true "user list failed" [ "$RC" != 0 ]
+    expect_true "user list did not time out" [ "$RC" != 124 ]
+    expect_contains "user list" "code = Unimplemented" "$ERR"
+    expect_true "user list answered within 5 s ($((t1 - t0)) ms)" [ $((t1 - t0)) -lt 5000 ]
+fi
 out=$(cd "$T" && python3 - "$URL" <<'EOF' 2>&1
 import sys
 import grpc_raw as g
@@ -948,8 +1008,7 @@ k4=$(rev_of put cp/k v4)
 expect_run "compact --physical" "compacted revision $k4" compact "$k4" --physical
 expect_error "get below it" "etcdserver: mvcc: required revision has been compacted" get cp/k --rev="$k3"
 expect_run "get at it" "v4" get cp/k --rev="$k4" --print-value-only
-run get r/ --prefix --keys-only
-expect_eq "live keys are untouched" $'r/a\nr/b\nr/c\nr/d\nr/e' "$OUT"
+expect_keys "live keys are untouched" $'r/a\nr/b\nr/c\nr/d\nr/e' get r/ --prefix
 value_to "$T/v1m.out" big/bin
 expect_true "a split value written before the compaction" cmp -s "$T/v1m" "$T/v1m.out"
 run endpoint hashkv
@@ -963,8 +1022,8 @@ before_rev=$(json 'd["header"]["revision"]')
 before_kv=$(kv_fields cp/k)
 before_member=$(run endpoint status -w json; json 'd[0]["Status"]["header"]["member_id"]')
 stop_server TERM
-expect_eq "exit code after SIGTERM" 0 "$EXIT_RC"
-expect_contains "logged the shutdown" "SIGTERM" "$(cat "$SRV_LOG")"
+expect_clean_exit "exit code after SIGTERM"
+[ "$FLAVOR" = etcd ] || expect_contains "logged the shutdown" "SIGTERM" "$(cat "$SRV_LOG")"
 if start_server main2 --name e2e --data-dir "$DATA" --listen-client-urls "$URL"; then
     MAIN_PID=$SRV_PID
     expect_eq "revision after restart" "$before_rev" "$(rev_of get cp/k)"
@@ -993,6 +1052,7 @@ if [ "$EXIT_RC" = 124 ]; then
     kill -TERM "$pid"
     wait_exit "$pid" 10
 fi
+if [ "$FLAVOR" = etcd-fdb ]; then
 port2=$(free_port)
 "$BIN" --data-dir "$DATA" --listen-client-urls "http://127.0.0.1:$port2" >"$T/busy-dir.log" 2>&1 &
 pid=$!
@@ -1004,9 +1064,11 @@ if [ "$EXIT_RC" = 124 ]; then
     kill -TERM "$pid"
     wait_exit "$pid" 10
 fi
+fi
 expect_run "the first server still answers" "v5" get cp/k --print-value-only
 
 check "--prefix: instances in one store do not see each other"
+if only_fdb; then
 stop_server TERM
 expect_eq "exit code after SIGTERM" 0 "$EXIT_RC"
 if start_server prefixed --name e2e --data-dir "$DATA" --listen-client-urls "$URL" --prefix other; then
@@ -1026,11 +1088,11 @@ if start_server main3 --name e2e --data-dir "$DATA" --listen-client-urls "$URL";
 else
     fail "restart with the default prefix failed"
 fi
+fi
 
 check "SIGINT exits 0"
 stop_server INT
-expect_eq "exit code after SIGINT" 0 "$EXIT_RC"
-expect_true "no longer running" [ "$EXIT_RC" != 124 ]
+expect_clean_exit "exit code after SIGINT"
 
 # ===================================================================================
 # Request limits
@@ -1058,7 +1120,7 @@ if start_server limits --data-dir "$T/limits.data" --listen-client-urls "$URL" \
     expect_error "4 failure ops" "etcdserver: too many operations in txn request" txn <"$T/txn"
     expect_keys "nothing written by refused requests" $'a\nb\nc\nsmall' get '' --from-key
     stop_server TERM
-    expect_eq "exit code" 0 "$EXIT_RC"
+    expect_clean_exit "exit code"
 else
     fail "server with limits did not start"
 fi
@@ -1112,7 +1174,7 @@ else
         use_endpoint "https://127.0.0.1:$TPORT" --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" --key "$PKI/client.key"
         expect_run "a client certificate is accepted when not required" "yes" get secure --print-value-only
         stop_server TERM
-        expect_eq "exit code" 0 "$EXIT_RC"
+        expect_clean_exit "exit code"
     else
         fail "TLS server did not start"
     fi
@@ -1134,7 +1196,7 @@ if [ "$PKI_OK" = 0 ]; then
         run get mutual --command-timeout=3s
         expect_refused "with a certificate from another CA fails (rc $RC)"
         stop_server TERM
-        expect_eq "exit code" 0 "$EXIT_RC"
+        expect_clean_exit "exit code"
     else
         fail "mTLS server did not start"
     fi
@@ -1143,5 +1205,6 @@ else
 fi
 
 finish_check
+[ "$SKIPPED" = 0 ] || echo "($SKIPPED checks skipped against $FLAVOR)"
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" = 0 ]

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -160,10 +161,25 @@ func (s *server) logTail() string {
 	return "---- etcd-fdb log (tail) ----\n" + string(b)
 }
 
+// keepLog copies the server's log to $ETCD_FDB_KEEP_LOGS (a directory) when that is set.
+func (s *server) keepLog() {
+	dir := os.Getenv("ETCD_FDB_KEEP_LOGS")
+	if dir == "" {
+		return
+	}
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(s.t.Name()) + ".log"
+	_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+}
+
 // stop sends SIGTERM and requires a clean exit (code 0) within 30 s.
 func (s *server) stop() {
 	s.stopOnce.Do(func() {
 		t := s.t
+		defer s.keepLog()
 		select {
 		case <-s.exited:
 			t.Errorf("etcd-fdb exited before the test stopped it: %v\n%s", s.waitErr, s.logTail())

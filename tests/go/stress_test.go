@@ -28,6 +28,9 @@ type stressConfig struct {
 	clients       int
 	faults        string // ETCD_FDB_FAULTS, "" for none
 	seed          int64
+	pastPercent   int // watchers created during the writes that start at a past revision
+	pastWindow    int // how far back, in acknowledged writes (0: anywhere)
+	catchUp       time.Duration
 }
 
 const stressKeys = 200
@@ -380,14 +383,14 @@ func runWriter(ctx context.Context, c *clientv3.Client, w int, cfg stressConfig,
 func TestStressWatchGuarantees(t *testing.T) {
 	runStress(t, stressConfig{
 		writers: 8, opsPerWriter: 1800, opInterval: 9 * time.Millisecond, writeDeadline: 22 * time.Second,
-		watchers: 1000, clients: 20, seed: 1,
+		watchers: 1000, clients: 20, seed: 1, pastPercent: 50, catchUp: 30 * time.Second,
 	})
 }
 
 func TestStressWatchGuaranteesWithFaults(t *testing.T) {
 	runStress(t, stressConfig{
-		writers: 8, opsPerWriter: 700, opInterval: 10 * time.Millisecond, writeDeadline: 10 * time.Second,
-		watchers: 300, clients: 10, faults: "7:20", seed: 2,
+		writers: 8, opsPerWriter: 400, opInterval: 20 * time.Millisecond, writeDeadline: 10 * time.Second,
+		watchers: 300, clients: 10, faults: "7:20", seed: 2, pastPercent: 25, pastWindow: 200, catchUp: 30 * time.Second,
 	})
 }
 
@@ -460,15 +463,18 @@ func runStress(t *testing.T, cfg stressConfig) {
 		for i := 0; i < rest; i++ {
 			time.Sleep(cfg.writeDeadline / 2 / time.Duration(rest))
 			spec := randomSpec(wrng)
-			if wrng.Intn(2) == 0 {
+			if wrng.Intn(100) < cfg.pastPercent {
 				revMu.Lock()
 				n := len(ackedRevs)
 				var pick int64
 				if n > 0 {
+					lo := 0
+					if cfg.pastWindow > 0 && n > cfg.pastWindow {
+						lo = n - cfg.pastWindow
+					}
+					pick = ackedRevs[lo+wrng.Intn(n-lo)] // exactly a write's revision
 					if wrng.Intn(2) == 0 {
-						pick = ackedRevs[wrng.Intn(n)] // exactly a write's revision
-					} else {
-						pick = ackedRevs[wrng.Intn(n)] - int64(wrng.Intn(1000)) // between revisions
+						pick -= int64(wrng.Intn(1000)) // or between revisions
 					}
 				}
 				revMu.Unlock()
@@ -500,7 +506,9 @@ func runStress(t *testing.T, cfg stressConfig) {
 		}
 	}()
 	wg.Wait()
+	t.Logf("writers done (%v)", time.Since(begin))
 	<-created
+	t.Logf("watchers created (%v)", time.Since(begin))
 	close(progStop)
 	progWG.Wait()
 	var nops, nacked, nmaybe int
@@ -530,7 +538,7 @@ func runStress(t *testing.T, cfg stressConfig) {
 	waitCreated(t, watchers, 30*time.Second)
 
 	// Every watcher must get to the final revision: progress requests on every stream.
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(cfg.catchUp)
 	for {
 		behind := map[int]bool{}
 		for _, w := range watchers {
@@ -556,7 +564,7 @@ func runStress(t *testing.T, cfg stressConfig) {
 				}
 				w.mu.Unlock()
 			}
-			t.Errorf("%d watchers did not reach the final revision within 40 s", n)
+			t.Errorf("%d watchers did not reach the final revision within %v of the last write", n, cfg.catchUp)
 			break
 		}
 		for st := range behind {
@@ -602,7 +610,11 @@ func runStress(t *testing.T, cfg stressConfig) {
 			report("watcher %d (%s): channel closed by the server", w.id, w.spec.String())
 		}
 		total += len(w.events)
-		checkWatcher(w, hist, final, report)
+		upTo := final
+		if w.lastSeen < final {
+			upTo = w.lastSeen // reported above as not caught up: check what it confirmed
+		}
+		checkWatcher(w, hist, upTo, report)
 	}
 	if failures > 40 {
 		t.Errorf("... %d watcher failures in all", failures)
@@ -872,13 +884,16 @@ func findOp(ops [][]*writeOp, id string) *writeOp {
 }
 
 // checkWatcher compares one watcher's record with the history.
-func checkWatcher(w *watcherRec, hist []hrev, final int64, report func(string, ...any)) {
+func checkWatcher(w *watcherRec, hist []hrev, upTo int64, report func(string, ...any)) {
 	name := fmt.Sprintf("watcher %d (%s, created at %d, stream %d)", w.id, w.spec.String(), w.created, w.stream)
 	// Expected: every matching event with revision in [from, final].
 	var want []wevent
 	for _, h := range hist {
 		if h.rev < w.from {
 			continue
+		}
+		if h.rev > upTo {
+			break
 		}
 		for _, e := range h.events {
 			if w.spec.wants(&e) {
