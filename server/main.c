@@ -102,7 +102,7 @@ static int parse_flags(int argc, char **argv, struct options *o)
     opterr = 0;
     int c;
     int64_t v;
-    while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
+    while ((c = getopt_long_only(argc, argv, ":", longopts, NULL)) != -1) {
         switch (c) {
         case OPT_NAME: o->name = optarg; break;
         case OPT_DATA_DIR: o->data_dir = optarg; break;

@@ -699,7 +699,7 @@ int rpc_server_create(const struct rpc_config *config, struct rpc_server **out)
     pthread_cond_init(&s->shutdown_cv, NULL);
     s->shutdown_tag.done = shutdown_done;
     grpc_init();
-    grpc_arg args[3];
+    grpc_arg args[4];
     memset(args, 0, sizeof(args));
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -712,7 +712,11 @@ int rpc_server_create(const struct rpc_config *config, struct rpc_server **out)
     args[2].type = GRPC_ARG_INTEGER;
     args[2].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
     args[2].value.integer = 0;
-    grpc_channel_args channel_args = {3, args};
+    /* A port another process listens on must fail, not be shared (SO_REUSEPORT). */
+    args[3].type = GRPC_ARG_INTEGER;
+    args[3].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[3].value.integer = 0;
+    grpc_channel_args channel_args = {4, args};
     s->server = grpc_server_create(&channel_args, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);

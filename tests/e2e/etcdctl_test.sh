@@ -888,12 +888,12 @@ check "keys: long keys"
 k9=$(head -c 9000 /dev/zero | tr '\0' k)
 expect_run "9000-byte key" "OK" put "$k9" v
 expect_run "read back" "v" get "$k9" --print-value-only
-# etcd has no key length limit below --max-request-bytes
+# etcd has no key length limit below --max-request-bytes; etcd-fdb's is the store's (a key
+# must fit a 10,000-byte FoundationDB key with its subspace prefix): a documented difference.
 k20=$(head -c 20000 /dev/zero | tr '\0' k)
-expect_run "20000-byte key" "OK" put "$k20" v
-expect_run "read back" "v" get "$k20" --print-value-only
+expect_error "20000-byte key is refused" "etcdserver: request is too large" put "$k20" v
+expect_run "and nothing was written" "" get "$k20" --print-value-only
 run del "$k9"
-run del "$k20"
 
 check "bulk: 2000 keys in 20 txns, read back in batches, deleted at once"
 for ((b = 0; b < 20; b++)); do
