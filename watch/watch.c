@@ -36,7 +36,10 @@
 #define CATCHUP_BATCH 1000
 #define WAIT_MS 1000
 
+/* etcd's refusals of a create request: answered created + canceled with watch_id -1. */
 static const char ERR_DUPLICATE_ID[] = "mvcc: duplicate watch ID provided on the WatchStream";
+static const char ERR_EMPTY_RANGE[] = "mvcc: watcher range is empty";
+static const char ERR_COMPACTED[] = "etcdserver: mvcc: required revision has been compacted";
 
 struct watcher {
     struct watch_stream *stream;
@@ -46,6 +49,7 @@ struct watcher {
     int open_end; /* every key >= key */
     int no_put, no_delete, prev_kv, progress_notify, fragment;
     int64_t next_rev; /* first revision not yet delivered */
+    int64_t created_rev; /* the revision its created response reported */
     int synced;
     int sent_since_tick;
     /* events of the batch being dispatched */
@@ -571,8 +575,16 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
         pthread_mutex_unlock(&hub->mu);
         return;
     }
-    if (id != 0 && find_watcher(s, id)) {
-        send_control(s, id, current, 1, 1, 0, ERR_DUPLICATE_ID);
+    const char *refusal = NULL;
+    if (c->start_revision < 0)
+        refusal = ERR_COMPACTED;
+    else if (c->range_end.len && !(c->range_end.len == 1 && c->range_end.data[0] == 0) &&
+             bytes_cmp(c->key.data, c->key.len, c->range_end.data, c->range_end.len) >= 0)
+        refusal = ERR_EMPTY_RANGE;
+    else if (id != 0 && find_watcher(s, id))
+        refusal = ERR_DUPLICATE_ID;
+    if (refusal) {
+        send_control(s, -1, current, 1, 1, 0, refusal);
         pthread_mutex_unlock(&hub->mu);
         return;
     }
@@ -604,6 +616,7 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
     w->progress_notify = c->progress_notify;
     w->fragment = c->fragment;
     w->next_rev = c->start_revision > 0 ? c->start_revision : current + 1;
+    w->created_rev = current;
     /* The created response goes out before any event of the watch. */
     send_control(s, id, current, 1, 0, 0, NULL);
     if (c->start_revision > 0 && c->start_revision < compacted) {
@@ -730,7 +743,12 @@ static void progress_tick(struct watch_hub *hub)
     for (struct watch_stream *s = hub->streams; s; s = s->next)
         for (struct watcher *w = s->watchers; w; w = w->next_in_stream) {
             if (w->progress_notify && w->synced && !w->sent_since_tick) {
+                /* (6): nothing at or below it is still to come for w, and it is never beyond
+                 * the store's revision nor below what w's created response said. */
+                int64_t known = hub->synced_rev > w->created_rev ? hub->synced_rev : w->created_rev;
                 int64_t rev = effective_next(hub, w) - 1;
+                if (rev > known)
+                    rev = known;
                 send_control(s, w->id, rev, 0, 0, 0, NULL);
             }
             w->sent_since_tick = 0;

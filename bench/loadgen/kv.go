@@ -61,7 +61,6 @@ func cmdRange(args []string) {
 	if *consistency == "s" {
 		opts = append(opts, clientv3.WithSerializable())
 	}
-	var keysRead int64
 	var s summary
 	extra := ""
 	if !*pages {
@@ -74,11 +73,8 @@ func cmdRange(args []string) {
 			ctx, cancel := ctxTimeout(opTimeout)
 			defer cancel()
 			resp, err := cs[w%len(cs)].Get(ctx, *key, opts...)
-			if err == nil {
-				if len(resp.Kvs) != 1 {
-					return fmt.Errorf("got %d kvs", len(resp.Kvs))
-				}
-				atomic.AddInt64(&keysRead, 1)
+			if err == nil && len(resp.Kvs) != 1 {
+				return fmt.Errorf("got %d kvs", len(resp.Kvs))
 			}
 			return err
 		})
@@ -106,17 +102,15 @@ func cmdRange(args []string) {
 			start := fixedKey(*prefix, rng.Intn(*nkeys-*pageSize+1), width)
 			o := append([]clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(int64(*pageSize))}, opts...)
 			resp, err := cs[w%len(cs)].Get(ctx, start, o...)
-			if err == nil {
-				if len(resp.Kvs) != *pageSize {
-					return fmt.Errorf("page of %d keys, want %d", len(resp.Kvs), *pageSize)
-				}
-				atomic.AddInt64(&keysRead, int64(len(resp.Kvs)))
+			if err == nil && len(resp.Kvs) != *pageSize {
+				return fmt.Errorf("page of %d keys, want %d", len(resp.Kvs), *pageSize)
 			}
 			return err
 		})
-		extra = fmt.Sprintf("mode=pages consistency=%s page_size=%d keys=%d", *consistency, *pageSize, *nkeys)
+		extra = fmt.Sprintf("mode=pages consistency=%s page_size=%d keys=%d keys_read_per_s=%.1f", *consistency, *pageSize, *nkeys,
+			float64(s.ops)*float64(*pageSize)/c.duration.Seconds())
 	}
-	result("range", &c, extra+fmt.Sprintf(" keys_read_per_s=%.1f", float64(keysRead)/(c.duration.Seconds()+c.warmup.Seconds())), s)
+	result("range", &c, extra, s)
 }
 
 // txn: kube-apiserver's GuaranteedUpdate: Txn(If(mod_revision(key) == rev), Then(put), Else(get)).
@@ -170,7 +164,7 @@ func cmdTxn(args []string) {
 		}
 		return nil
 	})
-	result("txn", &c, fmt.Sprintf("objects=%d val_size=%d succeeded=%d failed=%d", *objects, *valSize, succeeded, failed), s)
+	result("txn", &c, fmt.Sprintf("objects=%d val_size=%d succeeded_total=%d failed_total=%d", *objects, *valSize, succeeded, failed), s)
 }
 
 // loadKeys writes n keys prefix%08d of valSize bytes in txns of batch puts from `workers` goroutines.
