@@ -176,6 +176,13 @@ void embedded_set_faults(FDBDatabase *db, uint64_t seed, int permille)
     pthread_mutex_unlock(&db->flock);
 }
 
+void embedded_set_idempotency(FDBDatabase *db, int supported)
+{
+    pthread_mutex_lock(&db->flock);
+    db->no_idempotency = !supported;
+    pthread_mutex_unlock(&db->flock);
+}
+
 static int fault_roll(struct FDB_database *db)
 {
     return db->fault_permille > 0 && (int)(db_random(db) % 1000) < db->fault_permille;
@@ -579,10 +586,11 @@ static void process_group(struct FDB_database *db, struct commit_req *list)
             continue;
         }
         int unknown = fault_roll(db);
+        int idempotent = req->idempotent && !db->no_idempotency;
         if (unknown && db_random(db) % 2) {
             /* commit_unknown_result without applying; with automatic idempotency the
              * engine knows it did not apply and says so. */
-            req->error = req->idempotent ? FDB_ERR_NOT_COMMITTED : FDB_ERR_COMMIT_UNKNOWN_RESULT;
+            req->error = idempotent ? FDB_ERR_NOT_COMMITTED : FDB_ERR_COMMIT_UNKNOWN_RESULT;
             continue;
         }
         if (resolve(db, req))
@@ -596,7 +604,7 @@ static void process_group(struct FDB_database *db, struct commit_req *list)
         req->version = vb.version;
         req->batch_index = (uint16_t)vb.count++;
         apply_mutations(db, &vb, req, req->batch_index);
-        if (unknown && !req->idempotent)
+        if (unknown && !idempotent)
             req->error = FDB_ERR_COMMIT_UNKNOWN_RESULT; /* applied, but not acknowledged */
     }
     if (vb.batch)

@@ -19,4 +19,9 @@ const struct kv_api *embedded_api(void);
  * ETCD_FDB_FAULTS="SEED:PERMILLE" sets it for every database the process opens. */
 void embedded_set_faults(FDBDatabase *db, uint64_t seed, int permille);
 
+/* Whether the engine honours AUTOMATIC_IDEMPOTENCY (default yes, as FoundationDB 7.3). Off,
+ * it behaves like a 7.1 cluster: commit_unknown_result reaches idempotent transactions too.
+ * For tests of the layers' handling of unknown commit results. */
+void embedded_set_idempotency(FDBDatabase *db, int supported);
+
 #endif

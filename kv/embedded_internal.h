@@ -180,6 +180,7 @@ struct FDB_database {
     /* Fault injection (rng under flock). */
     pthread_mutex_t flock;
     int fault_permille;
+    int no_idempotency; /* embedded_set_idempotency(db, 0) */
     uint64_t rng;
     atomic_int commits_in_flight;
 };

@@ -406,3 +406,33 @@ func TestKVTxnHeaderRevision(t *testing.T) {
 		t.Errorf("Txn that writes nothing: err %v header revision %d, want the current %d", err, tr.Header.Revision, before)
 	}
 }
+
+// TestKVTxnReadsOwnWrites: a Txn's Get sees the Txn's own earlier writes, also when the
+// range it reads holds nothing else (an empty store range merged with the txn's writes).
+func TestKVTxnReadsOwnWrites(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+	ctx := ctxT(t, 10*time.Second)
+	tr, err := c.Txn(ctx).Then(
+		clientv3.OpPut("own/a", "1"),
+		clientv3.OpGet("missing"),
+		clientv3.OpGet("own/", clientv3.WithPrefix()),
+		clientv3.OpDelete("nothing/", clientv3.WithPrefix()),
+		clientv3.OpGet("nothing/", clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		t.Fatalf("Txn put + get of a missing key: %v", err)
+	}
+	if rr := tr.Responses[1].GetResponseRange(); rr == nil || len(rr.Kvs) != 0 || rr.Count != 0 {
+		t.Errorf("Get of a missing key inside a txn: %v", rr)
+	}
+	if rr := tr.Responses[2].GetResponseRange(); rr == nil || len(rr.Kvs) != 1 || string(rr.Kvs[0].Value) != "1" {
+		t.Errorf("Get of the txn's own put: %v", rr)
+	}
+	if dr := tr.Responses[3].GetResponseDeleteRange(); dr == nil || dr.Deleted != 0 {
+		t.Errorf("Delete of an empty range inside a txn: %v", dr)
+	}
+	if g := mustGet(t, c, "own/a"); len(g.Kvs) != 1 {
+		t.Errorf("the txn's put: %v", g.Kvs)
+	}
+}
