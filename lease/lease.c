@@ -233,6 +233,28 @@ int lease_mgr_is_leader(struct lease_mgr *mgr)
     return mgr->leader;
 }
 
+/* Gives up leadership on a clean stop, so a restarted or another process takes over at once
+ * instead of waiting for the hold to run out. */
+static fdb_error_t release_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    struct lease_mgr *mgr = arg;
+    FDBFuture *f = api->transaction_get(tr, mgr->record_key, (int)mgr->record_key_len, 0);
+    fdb_error_t err = kv_wait(api, f);
+    fdb_bool_t present = 0;
+    const uint8_t *v = NULL;
+    int len = 0;
+    if (!err)
+        err = api->future_get_value(f, &present, &v, &len);
+    if (!err && present && len == 32 && memcmp(v, mgr->fence_value, 24) == 0) {
+        uint8_t rec[32];
+        memcpy(rec, v, 24);
+        be64(rec + 24, 0);
+        api->transaction_set(tr, mgr->record_key, (int)mgr->record_key_len, rec, 32);
+    }
+    api->future_destroy(f);
+    return err;
+}
+
 void lease_mgr_destroy(struct lease_mgr *mgr)
 {
     if (!mgr)
@@ -243,6 +265,9 @@ void lease_mgr_destroy(struct lease_mgr *mgr)
     pthread_mutex_unlock(&mgr->mu);
     if (mgr->has_thread)
         pthread_join(mgr->thread, NULL);
+    if (mgr->leader && mgr->has_thread &&
+        kv_transact(mvcc_api(mgr->m), mvcc_database(mgr->m), release_body, mgr, NULL) == 0)
+        log_msg(LOG_INFO, "lease: released leadership");
     pthread_mutex_destroy(&mgr->mu);
     pthread_cond_destroy(&mgr->cv);
     free(mgr->record_key);
