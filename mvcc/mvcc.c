@@ -578,7 +578,8 @@ static void merge_own(struct exec *ex, const ProtobufCBinaryData *key,
             l->total++;
         }
     }
-    qsort(l->items, l->count, sizeof(*l->items), kv_key_cmp);
+    if (l->count > 1)
+        qsort(l->items, l->count, sizeof(*l->items), kv_key_cmp);
 }
 
 static int64_t sort_field(const Mvccpb__KeyValue *kv, int target)
@@ -610,7 +611,8 @@ static int kv_sort_cmp(const void *a, const void *b, void *arg)
 /* Sorts by target, descending if asked (etcd's sort is not stable either). */
 static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descending)
 {
-    qsort_r(items, n, sizeof(*items), kv_sort_cmp, &target);
+    if (n > 1)
+        qsort_r(items, n, sizeof(*items), kv_sort_cmp, &target);
     if (descending)
         for (size_t i = 0; i < n / 2; i++) {
             Mvccpb__KeyValue *t = items[i];

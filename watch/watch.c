@@ -207,8 +207,10 @@ static void index_rebuild(struct watch_hub *hub)
             else
                 push_watcher(&ix->ranges, &ix->n_ranges, &ix->cap_ranges, w);
         }
-    qsort(ix->exact, ix->n_exact, sizeof(*ix->exact), begin_sort);
-    qsort(ix->ranges, ix->n_ranges, sizeof(*ix->ranges), begin_sort);
+    if (ix->n_exact > 1)
+        qsort(ix->exact, ix->n_exact, sizeof(*ix->exact), begin_sort);
+    if (ix->n_ranges > 1)
+        qsort(ix->ranges, ix->n_ranges, sizeof(*ix->ranges), begin_sort);
     size_t blocks = (ix->n_ranges + INDEX_BLOCK - 1) / INDEX_BLOCK;
     if (blocks > ix->cap_blocks) {
         ix->cap_blocks = blocks * 2;

@@ -225,6 +225,9 @@ OUT=""
 ERR=""
 RC=0
 CTL_OPTS=()
+SRV_PID=""     # the server being tested (start_server)
+SRV_LOG=""
+DEAD_REPORTED=""
 
 # ctl ARGS...: etcdctl against the current server (CTL_OPTS), stdin passed through.
 ctl()
@@ -232,9 +235,21 @@ ctl()
     timeout 60 "$ETCDCTL" "${CTL_OPTS[@]}" --dial-timeout=3s --command-timeout=20s "$@"
 }
 
-# run ARGS...: ctl with the results in OUT, ERR, RC.
+# run ARGS...: ctl with the results in OUT, ERR, RC. Once the server has died, fails at once
+# (the first time with the end of its log) instead of waiting for etcdctl's timeouts.
 run()
 {
+    if [ -n "$SRV_PID" ] && ! alive "$SRV_PID"; then
+        OUT=""
+        RC=125
+        ERR="etcd-fdb is not running"
+        if [ "$DEAD_REPORTED" != "$SRV_PID" ]; then
+            DEAD_REPORTED=$SRV_PID
+            ERR="etcd-fdb (pid $SRV_PID) died; the end of its log:
+$(tail -25 "$SRV_LOG" | sed 's/^/       | /')"
+        fi
+        return
+    fi
     OUT=$(ctl "$@" 2>"$T/stderr")
     RC=$?
     ERR=$(grep -v 'retry_interceptor' "$T/stderr")

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
 )
 
 // ev is an expected event.
@@ -596,4 +597,48 @@ func TestShutdownWithOpenWatches(t *testing.T) {
 	}
 	mustPut(t, c, "s1", "x")
 	s.stop()
+}
+
+// TestWatchStreamCancelStorm: streams whose client cancels many watches and closes the
+// stream at once (clientv3 sends a cancel request per watch when the context ends, while the
+// stream goes away) leave the server serving.
+func TestWatchStreamCancelStorm(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+	ctx := ctxT(t, 120*time.Second)
+	mustPut(t, c, "storm/x", "1")
+	deadline := time.Now().Add(8 * time.Second)
+	rounds := 0
+	for time.Now().Before(deadline) {
+		rounds++
+		var wg sync.WaitGroup
+		for st := 0; st < 4; st++ {
+			wg.Add(1)
+			go func(st int) {
+				defer wg.Done()
+				sctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(ctx, "storm", fmt.Sprint(rounds, "-", st)))
+				var chans []clientv3.WatchChan
+				for i := 0; i < 40; i++ {
+					chans = append(chans, c.Watch(sctx, fmt.Sprintf("storm/%d", i), clientv3.WithCreatedNotify(), clientv3.WithRev(1)))
+				}
+				<-chans[len(chans)-1] // the last one is created: all are
+				cancel()
+				for _, ch := range chans {
+					for range ch {
+					}
+				}
+			}(st)
+		}
+		wg.Wait()
+		gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := c.Get(gctx, "storm/x")
+		gcancel()
+		if err != nil {
+			t.Fatalf("round %d: server no longer answers: %v", rounds, err)
+		}
+	}
+	t.Logf("%d rounds of 4 streams x 40 watches", rounds)
+	w := watchCreated(t, ctx, c, "storm/x")
+	r := mustPut(t, c, "storm/x", "2")
+	wantEvents(t, "after the storm", collect(t, w, 1, 10*time.Second), []ev{put("storm/x", "2", r.Header.Revision)})
 }
