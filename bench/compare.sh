@@ -163,6 +163,7 @@ start_server() {
     *) echo "unknown server $kind" >&2; exit 2 ;;
     esac
     SPID=$!
+    CUR_NOISE=""
     PROBE=$("$LG" probe -endpoints "$EP" -start-ns "$START_NS" -timeout 300s -label "$kind") || {
         echo "compare.sh: $kind did not start; its log:" >&2; tail -20 "$logf" >&2; exit 1; }
 }
@@ -181,6 +182,7 @@ stop_server() {
     fi
     wait "$SPID" 2>/dev/null || true
     SPID=""
+    CUR_NOISE=""
 }
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -189,7 +191,8 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
 # ---------------------------------------------------------------------------------------------
 # Results. M[metric|server] = value; METRICS keeps the order; DESC/UNIT/TARGET describe a metric.
-declare -A M DESC TARGET
+declare -A M DESC TARGET NOISE
+CUR_NOISE=""
 METRICS=()
 metric() { # metric ID "description" TARGET (TARGET: ">=2.0", "<=1.0", "PASS" or "")
     if [ -z "${DESC[$1]+x}" ]; then METRICS+=("$1"); fi
@@ -198,6 +201,7 @@ metric() { # metric ID "description" TARGET (TARGET: ">=2.0", "<=1.0", "PASS" or
 }
 put_value() { # put_value ID SERVER VALUE
     M["$1|$2"]=$3
+    NOISE["$1|$2"]=$CUR_NOISE
     printf 'VALUE %s server=%s value=%s\n' "$1" "$2" "$3" >>"$RAW"
 }
 field() { # field NAME LINE -> value of NAME=... in a RESULT line
@@ -211,6 +215,7 @@ lg() {
     out=$("$LG" "$@" -endpoints "$EP" 2>>"$WORK/loadgen.err") || {
         log "loadgen $* failed:"; tail -5 "$WORK/loadgen.err" >&2; LAST=""; return 0; }
     LAST=$(grep '^RESULT' <<<"$out" | tail -1)
+    CUR_NOISE=$(field other_cpu "$LAST")
     printf '%s server=%s group=%s loadavg="%s"\n' "$LAST" "$server" "$group" "$(loadavg)" >>"$RAW"
     log "  $server: $(cut -c1-220 <<<"$LAST")"
 }
@@ -246,6 +251,10 @@ wl_checkperf() {
     done
 }
 
+cpu_metric() { # cpu_metric ID LABEL SERVER: the server's CPU use during the last measurement
+    metric "$1-cpu" "$2: server CPU used (cores of 2)" ""
+    put_value "$1-cpu" "$3" "$(field server_cpu "$LAST")"
+}
 latency_metrics() { # latency_metrics ID LABEL SERVER [P99TARGET]
     metric "$1-p50" "$2: p50 latency (ms)" ""
     metric "$1-p99" "$2: p99 latency (ms)" "${4-<=1.0}"
@@ -263,6 +272,7 @@ wl_put() {
         metric "put-c$c-ops" "put, $c clients: writes/s" ">=2.0"
         put_value "put-c$c-ops" "$s" "$(field ops_per_s "$LAST")"
         latency_metrics "put-c$c" "put, $c clients" "$s"
+        cpu_metric "put-c$c" "put, $c clients" "$s"
     done
     metric "put-rss" "put: server RSS after the put points (MiB)" ""
     put_value "put-rss" "$s" "$(mib "$(rss_kb "$SPID")")"
@@ -279,12 +289,14 @@ wl_range() {
         metric "range-key-$cons-ops" "range one key, $name, 100 clients: reads/s" ">=1.5"
         put_value "range-key-$cons-ops" "$s" "$(field ops_per_s "$LAST")"
         latency_metrics "range-key-$cons" "range one key, $name" "$s"
+        cpu_metric "range-key-$cons" "range one key, $name" "$s"
     done
     lg "$s" range range -pages -keys 100000 -page-size 500 -clients 10 -conns 10 -consistency l \
         -duration "${DURATION}s" -server-pid "$SPID"
     metric "range-pages-ops" "range 500-key pages over 100,000 keys, 10 clients: pages/s" ">=1.5"
     put_value "range-pages-ops" "$s" "$(field ops_per_s "$LAST")"
     latency_metrics "range-pages" "range 500-key pages" "$s"
+    cpu_metric "range-pages" "range 500-key pages" "$s"
     stop_server
 }
 
@@ -295,6 +307,7 @@ wl_txn() {
     metric "txn-ops" "txn (kube-apiserver update), 100 clients: txns/s" ">=2.0"
     put_value "txn-ops" "$s" "$(field ops_per_s "$LAST")"
     latency_metrics "txn" "txn (kube-apiserver update)" "$s"
+    cpu_metric "txn" "txn (kube-apiserver update)" "$s"
     metric "txn-failed" "txn: compares failed (else branch), whole run" ""
     put_value "txn-failed" "$s" "$(field failed_total "$LAST")"
     stop_server
@@ -336,6 +349,7 @@ wl_lease() {
     metric "lease-ops" "lease keepalives, 100 streams: keepalives/s" ""
     put_value "lease-ops" "$s" "$(field ops_per_s "$LAST")"
     latency_metrics "lease" "lease keepalive" "$s"
+    cpu_metric "lease" "lease keepalive" "$s"
     stop_server
 }
 
@@ -346,7 +360,9 @@ wl_load() {
     lg "$s" load load -keys "$LOAD_KEYS" -val-size 1024 -batch 100 -clients 16 -server-pid "$SPID"
     metric "load-keys-s" "load $k keys of 1 KiB (txns of 100 puts, 16 clients): keys/s" ">=2.0"
     put_value "load-keys-s" "$s" "$(field keys_per_s "$LAST")"
+    cpu_metric "load" "load $k keys" "$s"
     sleep 5
+    CUR_NOISE=""
     metric "load-rss" "load $k keys: server RSS (MiB)" "<=0.5"
     put_value "load-rss" "$s" "$(mib "$(rss_kb "$SPID")")"
     metric "load-disk" "load $k keys: on-disk size (MiB)" ""
@@ -408,13 +424,15 @@ verdict() { # verdict TARGET FDB ETCD
 }
 TABLE=$WORK/table.md
 {
-    echo "| workload: figure | etcd $ETCD_VERSION | etcd-fdb $GIT_REV | etcd-fdb/etcd | target |"
-    echo "|---|---:|---:|---:|---|"
+    echo "| workload: figure | etcd $ETCD_VERSION | etcd-fdb $GIT_REV | etcd-fdb/etcd | target | other processes' CPU (cores), etcd / etcd-fdb run |"
+    echo "|---|---:|---:|---:|---|---|"
     for id in "${METRICS[@]}"; do
         e=${M["$id|etcd"]:-}
         f=${M["$id|etcd-fdb"]:-}
         if [[ "$e" == */* || "$e" == PASS || "$e" == FAIL ]]; then r="-"; else r=$(ratio "$f" "$e"); fi
-        printf '| %s | %s | %s | %s | %s |\n' "${DESC[$id]}" "${e:--}" "${f:--}" "$r" "$(verdict "${TARGET[$id]}" "$f" "$e")"
+        n=""
+        if [ -n "${NOISE["$id|etcd"]:-}${NOISE["$id|etcd-fdb"]:-}" ]; then n="${NOISE["$id|etcd"]:--} / ${NOISE["$id|etcd-fdb"]:--}"; fi
+        printf '| %s | %s | %s | %s | %s | %s |\n' "${DESC[$id]}" "${e:--}" "${f:--}" "$r" "$(verdict "${TARGET[$id]}" "$f" "$e")" "$n"
     done
 } >"$TABLE"
 

@@ -451,12 +451,14 @@ static void record_write(struct FDB_database *db, const uint8_t *begin, int begi
 }
 
 /* Whether a write newer than read_version touched r; generations whose newest write is not
- * newer than the read version are skipped whole. */
+ * newer than the read version are skipped whole (the newest generation may be empty, so
+ * every generation is looked at). */
 static int history_conflicts(struct FDB_database *db, const struct key_range *r,
                              int64_t read_version)
 {
-    for (int i = 0; i < db->n_gens && db->gens[i].max_version > read_version; i++)
-        if (conflict_check(db->gens[i].history, r->begin, r->begin_len, r->end, r->end_len,
+    for (int i = 0; i < db->n_gens; i++)
+        if (db->gens[i].max_version > read_version && /* else nothing in it is newer */
+            conflict_check(db->gens[i].history, r->begin, r->begin_len, r->end, r->end_len,
                            read_version))
             return 1;
     return 0;

@@ -56,6 +56,8 @@ struct rpc_stream {
     size_t queue_len, queue_cap, pending_bytes;
     grpc_byte_buffer *in_flight;
     int accepted, metadata_sent, closed, closed_notified, released, finishing, cancelled;
+    int in_message;    /* a `message` callback is running (on some completion-queue thread) */
+    int close_pending; /* `closed` waits for it: the two never overlap */
 };
 
 struct rpc_call {
@@ -395,17 +397,22 @@ static void stream_maybe_finish_locked(struct rpc_stream *st)
         st->refs--;
 }
 
-/* Tells the state, once, that no more messages come. Called without st->mu. */
+/* Tells the state, once, that no more messages come. Called without st->mu. Never runs
+ * while a `message` callback runs: the two completions may arrive on two threads at once,
+ * so a pending close is delivered by the message path when it ends. */
 static void stream_notify_closed(struct rpc_stream *st)
 {
     pthread_mutex_lock(&st->mu);
-    int notify = !st->closed_notified;
-    st->closed_notified = 1;
     st->closed = 1;
     for (size_t i = 0; i < st->queue_len; i++)
         grpc_byte_buffer_destroy(st->queue[i]);
     st->queue_len = 0;
     st->pending_bytes = 0;
+    int notify = !st->closed_notified && !st->in_message;
+    if (st->in_message)
+        st->close_pending = 1;
+    if (notify)
+        st->closed_notified = 1;
     pthread_mutex_unlock(&st->mu);
     if (notify)
         st->method->stream->closed(st->state);
@@ -471,13 +478,32 @@ static void stream_recv_done(struct tag *t, int ok)
                                                       GRPC_SLICE_LENGTH(all),
                                                       GRPC_SLICE_START_PTR(all));
     grpc_slice_unref(all);
-    if (msg)
+    pthread_mutex_lock(&st->mu);
+    int deliver = msg && !st->closed_notified;
+    st->in_message = deliver;
+    pthread_mutex_unlock(&st->mu);
+    if (deliver)
         st->method->stream->message(st->state, msg);
+    else if (msg)
+        protobuf_c_message_free_unpacked(msg, NULL);
     else
         log_msg(LOG_WARN, "dropped an undecodable message on %s", st->method->path);
     pthread_mutex_lock(&st->mu);
+    st->in_message = 0;
+    int close_now = st->close_pending && !st->closed_notified;
+    if (close_now)
+        st->closed_notified = 1;
+    st->close_pending = 0;
     if (!st->closed)
         stream_start_recv_locked(st);
+    pthread_mutex_unlock(&st->mu);
+    if (close_now) {
+        st->method->stream->closed(st->state);
+        pthread_mutex_lock(&st->mu);
+        stream_maybe_finish_locked(st);
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_lock(&st->mu);
     stream_unref_unlock(st);
 }
 

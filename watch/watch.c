@@ -73,6 +73,7 @@ struct watch_stream {
     struct watcher *watchers;
     int64_t next_id;
     int progress_wanted;
+    int64_t progress_min_rev; /* the store's revision when progress was requested */
     int closing;
     int refs; /* hub->mu: the owner until close, each queued request, a catch-up in progress */
     struct watch_stream *next, *prev;
@@ -425,7 +426,9 @@ static void watcher_remove(struct watch_hub *hub, struct watcher *w)
 /* Answers a progress request when every watcher of the stream is synced; hub->mu held. */
 static void maybe_answer_progress(struct watch_stream *s)
 {
-    if (!s->progress_wanted)
+    /* etcd answers at its current revision once every watcher is synced; here the hub must
+     * first have dispatched everything up to the revision the store had at the request. */
+    if (!s->progress_wanted || s->hub->synced_rev < s->progress_min_rev)
         return;
     for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
         if (!w->synced)
@@ -655,14 +658,21 @@ static void handle_request(struct watch_hub *hub, struct request *r)
         pthread_mutex_unlock(&hub->mu);
         break;
     }
-    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST:
+    case ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST: {
+        int64_t current = 0, compacted = 0;
+        fdb_error_t store_error = 0;
+        if (mvcc_revisions(hub->config.mvcc, &current, &compacted, &store_error) != 0)
+            current = 0; /* the store did not answer: answer at what the hub has */
         pthread_mutex_lock(&hub->mu);
         if (!s->closing) {
             s->progress_wanted = 1;
+            if (current > s->progress_min_rev)
+                s->progress_min_rev = current;
             maybe_answer_progress(s);
         }
         pthread_mutex_unlock(&hub->mu);
         break;
+    }
     default:
         break;
     }

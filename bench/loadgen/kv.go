@@ -236,7 +236,9 @@ func cmdLoad(args []string) {
 	fs.Parse(args)
 	cs := newClients(c.endpoints, c.numConns())
 	defer closeClients(cs)
+	cpu0 := snapCPU(c.serverPID)
 	s, _ := loadKeys(cs, c.clients, *prefix, *n, *valSize, *batch)
+	s.cpu = cpuFields(cpu0, snapCPU(c.serverPID))
 	result("load", &c, fmt.Sprintf("keys=%d val_size=%d batch=%d keys_per_s=%.1f", *n, *valSize, *batch, float64(*n)/s.secs), s)
 }
 

@@ -173,6 +173,7 @@ type summary struct {
 	mean   time.Duration
 	secs   float64
 	sorted []time.Duration
+	cpu    string // server_cpu=... loadgen_cpu=... other_cpu=...
 }
 
 func summarize(recs []*recorder, secs float64) summary {
@@ -230,6 +231,9 @@ func result(workload string, c *common, extra string, s summary) {
 		line += " " + extra
 	}
 	line += " " + s.fields()
+	if s.cpu != "" {
+		line += " " + s.cpu
+	}
 	if c != nil && c.serverPID > 0 {
 		line += fmt.Sprintf(" server_rss_kb=%d", rssKB(c.serverPID))
 	}
@@ -244,6 +248,13 @@ func runClosedLoop(c *common, op func(worker int, rng *rand.Rand) error) summary
 	measureFrom := start.Add(c.warmup)
 	end := measureFrom.Add(c.duration)
 	var wg sync.WaitGroup
+	var cpu0 cpuSnap
+	cpuTaken := make(chan struct{})
+	go func() {
+		time.Sleep(time.Until(measureFrom))
+		cpu0 = snapCPU(c.serverPID)
+		close(cpuTaken)
+	}()
 	for w := 0; w < c.clients; w++ {
 		recs[w] = &recorder{lat: make([]time.Duration, 0, 4096)}
 		wg.Add(1)
@@ -273,7 +284,11 @@ func runClosedLoop(c *common, op func(worker int, rng *rand.Rand) error) summary
 		}(w)
 	}
 	wg.Wait()
-	return summarize(recs, c.duration.Seconds())
+	cpu1 := snapCPU(c.serverPID)
+	<-cpuTaken
+	s := summarize(recs, c.duration.Seconds())
+	s.cpu = cpuFields(cpu0, cpu1)
+	return s
 }
 
 func fixedKey(prefix string, i, width int) string {

@@ -140,6 +140,7 @@ func cmdWatch(args []string) {
 	rssWatchers := rssKB(c.serverPID)
 
 	// Puts at a fixed rate from a few putters.
+	cpu0 := snapCPU(c.serverPID)
 	atomic.StoreInt32(&measuring, 1)
 	var puts, putErrs int64
 	var putLat []time.Duration
@@ -203,6 +204,7 @@ func cmdWatch(args []string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	rssEnd := rssKB(c.serverPID)
+	cpu1 := snapCPU(c.serverPID)
 	atomic.StoreInt32(&measuring, 0)
 	cancel()
 	recvDone.Wait()
@@ -213,6 +215,7 @@ func cmdWatch(args []string) {
 		errs += atomic.LoadInt64(&st.errs)
 	}
 	s := summarizeLat(all, errs, c.duration.Seconds())
+	s.cpu = cpuFields(cpu0, cpu1)
 	ps := summarizeLat(putLat, putErrs, c.duration.Seconds())
 	extra := fmt.Sprintf("mode=%s watchers=%d streams=%d setup_s=%.2f creates_per_s=%.1f puts=%d put_p99_ms=%s events_expected=%d events_received=%d rss_base_kb=%d rss_watchers_kb=%d rss_end_kb=%d",
 		*mode, *watchers, *streams, setup.Seconds(), float64(*watchers)/setup.Seconds(), puts, ms(ps.p99),

@@ -132,7 +132,7 @@ func TestKVBasics(t *testing.T) {
 	wantKeys(t, "sort version desc limit 1",
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByVersion, clientv3.SortDescend), clientv3.WithLimit(1)).Kvs,
 		"a")
-	bRev := mustPut(t, c, "b", "zz").Header.Revision
+	mustPut(t, c, "b", "zz")
 	wantKeys(t, "sort value desc limit 2",
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByValue, clientv3.SortDescend), clientv3.WithLimit(2)).Kvs,
 		"b", "f/2")
@@ -142,7 +142,6 @@ func TestKVBasics(t *testing.T) {
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMaxModRev(putRev["c"])).Kvs, "a", "c")
 	wantKeys(t, "WithMinCreateRev(put of e)",
 		mustGet(t, c, "", clientv3.WithPrefix(), clientv3.WithMinCreateRev(putRev["e"])).Kvs, "e", "f/1", "f/2")
-	_ = bRev
 
 	// Delete.
 	rev := currentRev(t, c)

@@ -574,8 +574,7 @@ func runStress(t *testing.T, cfg stressConfig) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	close(stop)
-	cancelAll()
+	close(stop) // the records are final; the streams stay open until the checks are done
 	for _, w := range watchers {
 		<-w.done
 	}
@@ -620,13 +619,28 @@ func runStress(t *testing.T, cfg stressConfig) {
 		t.Errorf("... %d watcher failures in all", failures)
 	}
 	t.Logf("%d watchers, %d events delivered, checked (%v)", len(watchers), total, time.Since(begin))
+
+	// Closing every watch stream at once (clientv3 cancels each watch as its context ends)
+	// must leave the server serving.
+	cancelAll()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case <-s.exited:
+		t.Fatalf("etcd-fdb died when the watch streams were closed: %v\n%s", s.waitErr, s.logTail())
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := ctl.Get(ctx, "s/000"); err != nil {
+		t.Fatalf("etcd-fdb does not answer after the watch streams were closed: %v", err)
+	}
 }
 
 func retryRev(t *testing.T, c *clientv3.Client) int64 {
 	t.Helper()
 	var err error
-	for i := 0; i < 50; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		var r *clientv3.GetResponse
 		r, err = c.Get(ctx, "\x00rev")
 		cancel()

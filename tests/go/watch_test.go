@@ -156,12 +156,10 @@ func TestWatchRanges(t *testing.T) {
 		record(del(k, r.Header.Revision))
 	}
 	// One txn: its events share a revision and arrive in the txn's order.
-	tr, err := c.Txn(ctx).Then(clientv3.OpPut("k", "t1"), clientv3.OpPut("b", "t2"), clientv3.OpDelete("p/"), clientv3.OpPut("p/2", "t3")).Commit()
-	if err != nil {
+	if _, err := c.Txn(ctx).Then(clientv3.OpPut("k", "t1"), clientv3.OpPut("b", "t2"), clientv3.OpDelete("p/"), clientv3.OpPut("p/2", "t3")).Commit(); err != nil {
 		t.Fatal(err)
 	}
 	trev := mustGet(t, c, "k").Kvs[0].ModRevision
-	_ = tr
 	record(put("k", "t1", trev))
 	record(put("b", "t2", trev))
 	record(del("p/", trev))

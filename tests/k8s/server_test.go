@@ -32,6 +32,7 @@ type etcdFDB struct {
 	exited   chan struct{}
 	waitErr  error
 	stopOnce sync.Once
+	stopping chan struct{} // closed when the test stops the server
 }
 
 type serverConfig struct {
@@ -90,6 +91,7 @@ func tryStartEtcdFDB(t testing.TB, bin, dir string, attempt int, cfg serverConfi
 		endpoint: fmt.Sprintf("http://127.0.0.1:%d", port),
 		logPath:  filepath.Join(dir, fmt.Sprintf("etcd-fdb-%d.log", attempt)),
 		exited:   make(chan struct{}),
+		stopping: make(chan struct{}),
 	}
 	logf, err := os.Create(s.logPath)
 	if err != nil {
@@ -156,6 +158,23 @@ func (s *etcdFDB) waitReady(limit time.Duration) error {
 	return fmt.Errorf("not ready after %v: %v", limit, lastErr)
 }
 
+// died is closed if the server exits before the test stops it (a crash).
+func (s *etcdFDB) died() <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		select {
+		case <-s.exited:
+			select {
+			case <-s.stopping:
+			default:
+				close(ch)
+			}
+		case <-s.stopping:
+		}
+	}()
+	return ch
+}
+
 func (s *etcdFDB) logTail() string {
 	b, _ := os.ReadFile(s.logPath)
 	if len(b) > 8000 {
@@ -183,6 +202,7 @@ func (s *etcdFDB) stop() {
 	s.stopOnce.Do(func() {
 		t := s.t
 		defer s.keepLog()
+		close(s.stopping)
 		select {
 		case <-s.exited:
 			t.Errorf("etcd-fdb exited before the test stopped it: %v\n%s", s.waitErr, s.logTail())

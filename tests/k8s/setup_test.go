@@ -7,6 +7,7 @@ package k8s
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -229,6 +230,18 @@ func testSetup(t testing.TB, opts ...setupOption) (context.Context, *testStore) 
 		opt(&o)
 	}
 	server := startEtcdFDB(t, o.server)
+	// Every call the test makes with this context fails at once if the server crashes,
+	// rather than waiting for a connection forever; the crash itself is reported by the
+	// server's cleanup (exit status and log tail).
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.Cleanup(func() { cancel(nil) })
+	go func() {
+		select {
+		case <-server.died():
+			cancel(fmt.Errorf("etcd-fdb exited during the test (see its exit status below)"))
+		case <-ctx.Done():
+		}
+	}()
 	client := newClient(t, server.endpoint)
 	versioner := storage.APIObjectVersioner{}
 	compactor := etcd3.NewCompactor(client.Client, 0, clock.RealClock{}, nil)
@@ -252,7 +265,7 @@ func testSetup(t testing.TB, opts ...setupOption) (context.Context, *testStore) 
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	return context.Background(), &testStore{
+	return ctx, &testStore{
 		etcd3Store:  s,
 		client:      client,
 		codec:       o.codec,
