@@ -170,6 +170,26 @@ START_TEST(test_conflicts)
 }
 END_TEST
 
+START_TEST(test_conflict_found_after_history_rotation)
+{
+    /* The engine keeps its conflict history in one-second generations: a conflicting write
+     * that is a generation old must still be found (this once failed with an empty newest
+     * generation). Nothing else writes for 1.5 s between the conflict and the commit. */
+    FDBTransaction *tr1 = new_tr();
+    char buf[16];
+    int present;
+    CHECK_OK(get_str(tr1, "rot/k", 0, buf, sizeof(buf), &present));
+    FDBTransaction *tr2 = new_tr();
+    set_str(tr2, "rot/k", "w");
+    CHECK_OK(commit_tr(tr2));
+    H.api->transaction_destroy(tr2);
+    usleep(1500 * 1000);
+    set_str(tr1, "rot/out", "x");
+    CHECK_ERR(commit_tr(tr1), FDB_ERR_NOT_COMMITTED);
+    H.api->transaction_destroy(tr1);
+}
+END_TEST
+
 START_TEST(test_blind_writes_do_not_conflict)
 {
     FDBTransaction *a = new_tr(), *b = new_tr();
@@ -992,6 +1012,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_snapshot_at_read_version);
     tcase_add_test(tc, test_conflicts);
     tcase_add_test(tc, test_blind_writes_do_not_conflict);
+    tcase_add_test(tc, test_conflict_found_after_history_rotation);
     tcase_add_test(tc, test_range_read_conflict);
     tcase_add_test(tc, test_manual_conflict_ranges);
     tcase_add_test(tc, test_versionstamped_key_write_conflicts);
