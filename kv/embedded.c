@@ -369,6 +369,7 @@ static void watch_fire_changed(struct FDB_database *db)
 
 void db_submit_commit(struct FDB_database *db, struct commit_req *req)
 {
+    atomic_fetch_add(&db->commits_in_flight, 1); /* until txn_commit_done has finished */
     req->next = NULL;
     pthread_mutex_lock(&db->qlock);
     if (db->qtail)
@@ -908,10 +909,12 @@ static void embedded_database_destroy(FDBDatabase *db)
         watch_fire_locked(db, w, FDB_ERR_OPERATION_CANCELLED);
     }
     pthread_mutex_unlock(&db->wlock);
-    /* A watch being cancelled right now still needs the table: wait for it to let go. */
+    /* A watch being cancelled right now still needs the table, and a commit answer still on
+     * its way through the network thread still holds a transaction and its snapshot: wait
+     * for both to let go. */
     for (;;) {
         pthread_mutex_lock(&db->wlock);
-        int left = db->watch_count;
+        int left = db->watch_count + atomic_load(&db->commits_in_flight);
         pthread_mutex_unlock(&db->wlock);
         if (!left)
             break;

@@ -182,7 +182,7 @@ struct FDB_database {
     int fault_permille;
     int no_idempotency; /* embedded_set_idempotency(db, 0) */
     uint64_t rng;
-    atomic_int commits_in_flight;
+    atomic_int commits_in_flight; /* submitted, answer not yet fully delivered */
 };
 
 /* embedded.c */

@@ -1102,8 +1102,10 @@ void txn_commit_done(struct commit_req *req)
     free(req->mutations.items);
     free(req->stamps.items);
     free(req->watches.items);
+    struct FDB_database *db = tr->db;
     free(req);
     txn_unref(tr);
+    atomic_fetch_sub(&db->commits_in_flight, 1); /* last: the database may go away now */
 }
 
 static fdb_error_t txn_get_committed_version(FDBTransaction *tr, int64_t *out)

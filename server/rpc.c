@@ -58,6 +58,8 @@ struct rpc_stream {
     int accepted, metadata_sent, closed, closed_notified, released, finishing, cancelled;
     int in_message;    /* a `message` callback is running (on some completion-queue thread) */
     int close_pending; /* `closed` waits for it: the two never overlap */
+    struct rpc_stream *next_live, *prev_live; /* server->live_streams, under server->lock */
+    int live;
 };
 
 struct rpc_call {
@@ -98,6 +100,7 @@ struct job {
 struct rpc_server {
     struct rpc_config config;
     struct job *jobs_head, *jobs_tail;
+    struct rpc_stream *live_streams; /* accepted streams, cancelled at shutdown */
     grpc_server *server;
     grpc_completion_queue *cq;
     struct method *methods;
@@ -325,8 +328,25 @@ static void arm_stream(struct method *m)
     }
 }
 
+static void live_remove(struct rpc_stream *st)
+{
+    struct rpc_server *s = st->method->server;
+    pthread_mutex_lock(&s->lock);
+    if (st->live) {
+        if (st->prev_live)
+            st->prev_live->next_live = st->next_live;
+        else
+            s->live_streams = st->next_live;
+        if (st->next_live)
+            st->next_live->prev_live = st->prev_live;
+        st->live = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void stream_free(struct rpc_stream *st)
 {
+    live_remove(st);
     for (size_t i = 0; i < st->queue_len; i++)
         grpc_byte_buffer_destroy(st->queue[i]);
     free(st->queue);
@@ -442,6 +462,15 @@ static void stream_call_done(struct tag *t, int ok)
     }
     arm_stream(st->method);
     st->accepted = 1;
+    struct rpc_server *srv = st->method->server;
+    pthread_mutex_lock(&srv->lock);
+    st->live = 1;
+    st->prev_live = NULL;
+    st->next_live = srv->live_streams;
+    if (srv->live_streams)
+        srv->live_streams->prev_live = st;
+    srv->live_streams = st;
+    pthread_mutex_unlock(&srv->lock);
     st->state = st->method->stream->open(st->method->ctx, st);
     pthread_mutex_lock(&st->mu);
     st->refs++; /* the state's, until rpc_stream_release */
@@ -874,6 +903,11 @@ void rpc_server_shutdown(struct rpc_server *s)
     if (!s->started)
         return;
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    /* Streams never end by themselves: close them now; unary calls finish normally. */
+    pthread_mutex_lock(&s->lock);
+    for (struct rpc_stream *st = s->live_streams; st; st = st->next_live)
+        grpc_call_cancel(st->call, NULL);
+    pthread_mutex_unlock(&s->lock);
     /* In-flight unary calls finish; streams get a grace period, then are cancelled. */
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);

@@ -452,49 +452,49 @@ now_ms() { date +%s%3N; }
 
 # etcd-fdb's own flag handling
 if [ "$FLAVOR" = etcd-fdb ]; then
-check "flags: --help exits 0 and prints the usage"
-out=$("$BIN" --help 2>&1)
-rc=$?
-expect_eq "exit code" 0 "$rc"
-expect_contains "usage" "Usage: etcd-fdb" "$out"
-expect_contains "usage lists --data-dir" "--data-dir" "$out"
-
-check "flags: --version exits 0"
-out=$("$BIN" --version 2>&1)
-rc=$?
-expect_eq "exit code" 0 "$rc"
-expect_contains "version line" "etcd-fdb Version:" "$out"
-
-check "flags: an unknown flag exits non-zero with a message"
-out=$(timeout 10 "$BIN" --no-such-flag 2>&1)
-rc=$?
-expect_error_exit "exit code $rc is an error" "$rc"
-expect_contains "message" "unknown flag" "$out"
-expect_contains "message names the flag" "--no-such-flag" "$out"
-
-check "flags: a flag without its argument says so"
-out=$(timeout 10 "$BIN" --data-dir 2>&1)
-rc=$?
-expect_error_exit "exit code $rc is an error" "$rc"
-# etcd: "flag needs an argument: -data-dir"
-expect_contains "message" "needs an argument" "$out"
-
-check "flags: invalid values are refused"
-for args in "--max-txn-ops=abc" "--max-request-bytes=-1" "--listen-client-urls=127.0.0.1:2379" \
-    "--log-level=loud" "--backend=sqlite" "unexpected-positional"; do
-    out=$(timeout 10 "$BIN" --data-dir "$T/never" $args 2>&1)
+    check "flags: --help exits 0 and prints the usage"
+    out=$("$BIN" --help 2>&1)
     rc=$?
-    expect_error_exit "etcd-fdb $args: exit code $rc is an error" "$rc"
-    expect_true "etcd-fdb $args: prints a message" [ -n "$out" ]
-done
-out=$(timeout 10 "$BIN" --data-dir "$T/never" --listen-client-urls=https://127.0.0.1:1 2>&1)
-rc=$?
-expect_error_exit "https listener without --cert-file: exit code $rc is an error" "$rc"
-expect_contains "https listener without --cert-file" "--cert-file" "$out"
-out=$(timeout 10 "$BIN" --data-dir "$T/never" --client-cert-auth 2>&1)
-rc=$?
-expect_error_exit "--client-cert-auth without a CA: exit code $rc is an error" "$rc"
-expect_contains "--client-cert-auth without a CA" "--trusted-ca-file" "$out"
+    expect_eq "exit code" 0 "$rc"
+    expect_contains "usage" "Usage: etcd-fdb" "$out"
+    expect_contains "usage lists --data-dir" "--data-dir" "$out"
+
+    check "flags: --version exits 0"
+    out=$("$BIN" --version 2>&1)
+    rc=$?
+    expect_eq "exit code" 0 "$rc"
+    expect_contains "version line" "etcd-fdb Version:" "$out"
+
+    check "flags: an unknown flag exits non-zero with a message"
+    out=$(timeout 10 "$BIN" --no-such-flag 2>&1)
+    rc=$?
+    expect_error_exit "exit code $rc is an error" "$rc"
+    expect_contains "message" "unknown flag" "$out"
+    expect_contains "message names the flag" "--no-such-flag" "$out"
+
+    check "flags: a flag without its argument says so"
+    out=$(timeout 10 "$BIN" --data-dir 2>&1)
+    rc=$?
+    expect_error_exit "exit code $rc is an error" "$rc"
+    # etcd: "flag needs an argument: -data-dir"
+    expect_contains "message" "needs an argument" "$out"
+
+    check "flags: invalid values are refused"
+    for args in "--max-txn-ops=abc" "--max-request-bytes=-1" "--listen-client-urls=127.0.0.1:2379" \
+        "--log-level=loud" "--backend=sqlite" "unexpected-positional"; do
+        out=$(timeout 10 "$BIN" --data-dir "$T/never" $args 2>&1)
+        rc=$?
+        expect_error_exit "etcd-fdb $args: exit code $rc is an error" "$rc"
+        expect_true "etcd-fdb $args: prints a message" [ -n "$out" ]
+    done
+    out=$(timeout 10 "$BIN" --data-dir "$T/never" --listen-client-urls=https://127.0.0.1:1 2>&1)
+    rc=$?
+    expect_error_exit "https listener without --cert-file: exit code $rc is an error" "$rc"
+    expect_contains "https listener without --cert-file" "--cert-file" "$out"
+    out=$(timeout 10 "$BIN" --data-dir "$T/never" --client-cert-auth 2>&1)
+    rc=$?
+    expect_error_exit "--client-cert-auth without a CA: exit code $rc is an error" "$rc"
+    expect_contains "--client-cert-auth without a CA" "--trusted-ca-file" "$out"
 fi
 
 # ===================================================================================
@@ -950,10 +950,10 @@ run get par/ --prefix -w json
 expect_eq "each key's mod_revision is its put's revision" True "$(json 'str(sorted(k["mod_revision"] for k in d["kvs"]) == sorted(k["create_revision"] for k in d["kvs"]))')"
 
 check "concurrency: no lost update under contention on one key"
-# 40 writers, 10 puts each, for a few seconds (several of the engine's 1 s conflict-history
-# generations): every put must be acknowledged (etcd does not
-# fail a put for contention) and the key's version must count every one of them. Two puts
-# that both read version N and both write N+1 would leave the version short.
+# 40 writers, 10 puts each, for a few seconds (several of the embedded engine's one-second
+# conflict-history generations): every put must be acknowledged (etcd does not fail a put
+# for contention) and the key's version must count every one of them. Two puts that both
+# read version N and both write N+1 leave it short.
 jobs_started=()
 for ((w = 1; w <= 40; w++)); do
     (for ((i = 1; i <= 10; i++)); do ctl put contended "w$w-$i" >/dev/null 2>&1 && echo ok; done >"$T/writer.$w") &
@@ -1083,41 +1083,41 @@ if [ "$EXIT_RC" = 124 ]; then
     wait_exit "$pid" 10
 fi
 if [ "$FLAVOR" = etcd-fdb ]; then
-port2=$(free_port)
-"$BIN" --data-dir "$DATA" --listen-client-urls "http://127.0.0.1:$port2" >"$T/busy-dir.log" 2>&1 &
-pid=$!
-PIDS+=("$pid")
-wait_exit "$pid" 10
-expect_error_exit "same data dir: exit code $EXIT_RC is an error" "$EXIT_RC"
-expect_contains "same data dir: message" "etcd-fdb: cannot open" "$(cat "$T/busy-dir.log")"
-if [ "$EXIT_RC" = 124 ]; then
-    kill -TERM "$pid"
+    port2=$(free_port)
+    "$BIN" --data-dir "$DATA" --listen-client-urls "http://127.0.0.1:$port2" >"$T/busy-dir.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
     wait_exit "$pid" 10
-fi
+    expect_error_exit "same data dir: exit code $EXIT_RC is an error" "$EXIT_RC"
+    expect_contains "same data dir: message" "etcd-fdb: cannot open" "$(cat "$T/busy-dir.log")"
+    if [ "$EXIT_RC" = 124 ]; then
+        kill -TERM "$pid"
+        wait_exit "$pid" 10
+    fi
 fi
 expect_run "the first server still answers" "v5" get cp/k --print-value-only
 
 check "--prefix: instances in one store do not see each other"
 if only_fdb; then
-stop_server TERM
-expect_eq "exit code after SIGTERM" 0 "$EXIT_RC"
-if start_server prefixed --name e2e --data-dir "$DATA" --listen-client-urls "$URL" --prefix other; then
-    expect_keys "other prefix: empty keyspace" "" get '' --from-key
-    expect_eq "other prefix: fresh revision" 1 "$(rev_of get x)"
-    expect_run "write there" "OK" put only-in-other yes
-    stop_server INT
-    expect_eq "exit code after SIGINT" 0 "$EXIT_RC"
-    expect_contains "logged the shutdown" "SIGINT" "$(cat "$SRV_LOG")"
-else
-    fail "start with --prefix other failed"
-fi
-if start_server main3 --name e2e --data-dir "$DATA" --listen-client-urls "$URL"; then
-    MAIN_PID=$SRV_PID
-    expect_run "default prefix: its data" "v5" get cp/k --print-value-only
-    expect_run "default prefix: not the other's" "" get only-in-other
-else
-    fail "restart with the default prefix failed"
-fi
+    stop_server TERM
+    expect_eq "exit code after SIGTERM" 0 "$EXIT_RC"
+    if start_server prefixed --name e2e --data-dir "$DATA" --listen-client-urls "$URL" --prefix other; then
+        expect_keys "other prefix: empty keyspace" "" get '' --from-key
+        expect_eq "other prefix: fresh revision" 1 "$(rev_of get x)"
+        expect_run "write there" "OK" put only-in-other yes
+        stop_server INT
+        expect_eq "exit code after SIGINT" 0 "$EXIT_RC"
+        expect_contains "logged the shutdown" "SIGINT" "$(cat "$SRV_LOG")"
+    else
+        fail "start with --prefix other failed"
+    fi
+    if start_server main3 --name e2e --data-dir "$DATA" --listen-client-urls "$URL"; then
+        MAIN_PID=$SRV_PID
+        expect_run "default prefix: its data" "v5" get cp/k --print-value-only
+        expect_run "default prefix: not the other's" "" get only-in-other
+    else
+        fail "restart with the default prefix failed"
+    fi
 fi
 
 check "SIGINT exits 0"
