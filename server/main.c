@@ -165,49 +165,51 @@ static int parse_flags(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* Splits a comma-separated URL list into host:port listeners. */
+static void free_urls(struct rpc_listener *l, char **urls, int n);
+
+/* Splits a comma-separated URL list into host:port listeners. On error nothing is left
+ * allocated. */
 static int parse_urls(const char *list, struct rpc_listener **out, char ***urls, int *n)
 {
     char *copy = strdup(list);
     int cap = 8;
-    *out = calloc((size_t)cap, sizeof(**out));
-    *urls = calloc((size_t)cap + 1, sizeof(**urls));
-    *n = 0;
+    struct rpc_listener *l = calloc((size_t)cap, sizeof(*l));
+    char **u = calloc((size_t)cap + 1, sizeof(*u));
+    if (!copy || !l || !u)
+        abort();
+    int count = 0, bad = 0;
     char *save = NULL;
-    for (char *u = strtok_r(copy, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        int tls;
-        const char *rest;
-        if (strncmp(u, "http://", 7) == 0) {
-            tls = 0;
-            rest = u + 7;
-        } else if (strncmp(u, "https://", 8) == 0) {
-            tls = 1;
-            rest = u + 8;
-        } else {
-            fprintf(stderr, "etcd-fdb: URL must start with http:// or https://: %s\n", u);
-            free(copy);
-            return -1;
-        }
-        if (!*rest || strchr(rest, '/') || !strchr(rest, ':')) {
-            fprintf(stderr, "etcd-fdb: URL needs host:port and no path: %s\n", u);
-            free(copy);
-            return -1;
-        }
-        if (*n == cap) {
+    for (char *url = strtok_r(copy, ",", &save); url && !bad; url = strtok_r(NULL, ",", &save)) {
+        int tls = strncmp(url, "https://", 8) == 0;
+        const char *rest = tls ? url + 8 : strncmp(url, "http://", 7) == 0 ? url + 7 : NULL;
+        if (!rest) {
+            fprintf(stderr, "etcd-fdb: URL must start with http:// or https://: %s\n", url);
+            bad = 1;
+        } else if (!*rest || strchr(rest, '/') || !strchr(rest, ':')) {
+            fprintf(stderr, "etcd-fdb: URL needs host:port and no path: %s\n", url);
+            bad = 1;
+        } else if (count == cap) {
             fprintf(stderr, "etcd-fdb: too many URLs\n");
-            free(copy);
-            return -1;
+            bad = 1;
+        } else {
+            l[count].address = strdup(rest);
+            l[count].tls = tls;
+            u[count] = strdup(url);
+            count++;
         }
-        (*out)[*n].address = strdup(rest);
-        (*out)[*n].tls = tls;
-        (*urls)[*n] = strdup(u);
-        (*n)++;
     }
     free(copy);
-    if (*n == 0) {
+    if (!bad && count == 0) {
         fprintf(stderr, "etcd-fdb: no URL given\n");
+        bad = 1;
+    }
+    if (bad) {
+        free_urls(l, u, count);
         return -1;
     }
+    *out = l;
+    *urls = u;
+    *n = count;
     return 0;
 }
 
@@ -287,6 +289,164 @@ static void *network_main(void *arg)
     return NULL;
 }
 
+/* Everything the process starts, so that every exit path releases exactly what it made. */
+struct process {
+    struct rpc_listener *listeners, *adv;
+    char **listen_urls, **client_urls;
+    int n_listeners, n_adv;
+    const struct kv_api *api;
+    int network_started;
+    pthread_t network;
+    FDBDatabase *db;
+    struct server srv;
+    struct rpc_server *rpc;
+    int serving;
+};
+
+static void free_urls(struct rpc_listener *l, char **urls, int n)
+{
+    for (int i = 0; l && i < n; i++) {
+        free((char *)l[i].address);
+        free(urls[i]);
+    }
+    free(l);
+    free(urls);
+}
+
+/* Stops and frees, in reverse order of start, whatever p holds. */
+static void process_stop(struct process *p)
+{
+    if (p->rpc) {
+        if (p->serving)
+            rpc_server_shutdown(p->rpc);
+        rpc_server_destroy(p->rpc);
+    }
+    watch_hub_destroy(p->srv.watch);
+    lease_mgr_destroy(p->srv.lease);
+    mvcc_close(p->srv.mvcc);
+    if (p->db)
+        p->api->database_destroy(p->db);
+    if (p->network_started) {
+        p->api->stop_network();
+        pthread_join(p->network, NULL);
+    }
+    free_urls(p->listeners, p->listen_urls, p->n_listeners);
+    free_urls(p->adv, p->client_urls, p->n_adv);
+}
+
+/* Starts the store, the data model, the services and the gRPC server. Returns 0, or the exit
+ * code after printing why (then process_stop releases what was started). */
+static int process_start(struct process *p, const struct options *o, struct kv_api *loaded)
+{
+    if (parse_urls(o->listen_client_urls, &p->listeners, &p->listen_urls, &p->n_listeners) != 0 ||
+        parse_urls(o->advertise_client_urls, &p->adv, &p->client_urls, &p->n_adv) != 0)
+        return 2;
+    for (int i = 0; i < p->n_listeners; i++)
+        if (p->listeners[i].tls && (!o->cert_file || !o->key_file)) {
+            fprintf(stderr, "etcd-fdb: https listener %s needs --cert-file and --key-file\n",
+                    p->listen_urls[i]);
+            return 2;
+        }
+    if (o->client_cert_auth && !o->trusted_ca_file) {
+        fprintf(stderr, "etcd-fdb: --client-cert-auth needs --trusted-ca-file\n");
+        return 2;
+    }
+    int64_t progress_ms = 10 * 60 * 1000;
+    if (o->progress_notify_interval && parse_duration_ms(o->progress_notify_interval, &progress_ms)) {
+        fprintf(stderr, "etcd-fdb: invalid duration %s for "
+                        "--experimental-watch-progress-notify-interval\n",
+                o->progress_notify_interval);
+        return 2;
+    }
+
+    const char *db_path;
+    if (strcmp(o->backend, "fdb") == 0) {
+        char msg[512];
+        if (fdb_loader_open(NULL, loaded, msg, sizeof(msg)) != 0) {
+            fprintf(stderr, "etcd-fdb: %s\n", msg);
+            return 1;
+        }
+        p->api = loaded;
+        db_path = o->fdb_cluster_file; /* NULL: FoundationDB's default cluster file */
+    } else {
+        p->api = embedded_api();
+        if (mkdir(o->data_dir, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "etcd-fdb: cannot create --data-dir %s: %s\n", o->data_dir,
+                    strerror(errno));
+            return 1;
+        }
+        db_path = o->data_dir;
+    }
+    const struct kv_api *api = p->api;
+    fdb_error_t err = api->select_api_version(KV_API_VERSION);
+    if (!err)
+        err = api->setup_network();
+    if (err) {
+        fprintf(stderr, "etcd-fdb: store: %s\n", api->get_error(err));
+        return 1;
+    }
+    pthread_create(&p->network, NULL, network_main, (void *)api);
+    p->network_started = 1;
+    err = api->create_database(db_path, &p->db);
+    if (err) {
+        p->db = NULL;
+        fprintf(stderr, "etcd-fdb: cannot open the store%s%s\n",
+                strcmp(api->name, "embedded") ? ": " : " (see the message above)",
+                strcmp(api->name, "embedded") ? api->get_error(err) : "");
+        return 1;
+    }
+    struct server *srv = &p->srv;
+    struct mvcc_config mc = {api, p->db, o->prefix, o->max_txn_ops};
+    if (mvcc_open(&mc, &srv->mvcc) != 0) {
+        fprintf(stderr, "etcd-fdb: cannot open the data model\n");
+        return 1;
+    }
+    srv->api = api;
+    srv->db = p->db;
+    srv->name = o->name;
+    srv->data_dir = o->data_dir;
+    srv->client_urls = p->client_urls;
+    srv->n_client_urls = p->n_adv;
+    srv->cluster_id = fnv1a("etcd-fdb cluster", o->prefix);
+    srv->member_id = fnv1a(o->name, o->advertise_client_urls);
+    srv->max_request_bytes = o->max_request_bytes;
+    struct watch_config wc = {srv->mvcc, progress_ms, o->max_request_bytes, 0, srv->cluster_id,
+                              srv->member_id};
+    if (watch_hub_create(&wc, &srv->watch) != 0) {
+        srv->watch = NULL;
+        fprintf(stderr, "etcd-fdb: cannot start the watch hub\n");
+        return 1;
+    }
+    struct rpc_config rc = {0};
+    rc.listeners = p->listeners;
+    rc.n_listeners = p->n_listeners;
+    rc.cert_file = o->cert_file;
+    rc.key_file = o->key_file;
+    rc.trusted_ca_file = o->trusted_ca_file;
+    rc.client_cert_auth = o->client_cert_auth;
+    rc.max_receive_bytes = o->max_request_bytes + 512 * 1024; /* etcd's gRPC overhead */
+    if (rpc_server_create(&rc, &p->rpc) != 0) {
+        p->rpc = NULL;
+        return 1;
+    }
+    srv->rpc = p->rpc;
+    if (lease_mgr_create(srv->mvcc, &srv->lease) != 0) {
+        srv->lease = NULL;
+        fprintf(stderr, "etcd-fdb: cannot start lease expiry\n");
+        return 1;
+    }
+    kv_service_register(srv, p->rpc);
+    lease_service_register(srv, p->rpc);
+    maintenance_service_register(srv, p->rpc);
+    watch_service_register(srv, p->rpc);
+    if (rpc_server_start(p->rpc) != 0) {
+        fprintf(stderr, "etcd-fdb: cannot start serving (see the log above)\n");
+        return 1;
+    }
+    p->serving = 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {0};
@@ -307,22 +467,6 @@ int main(int argc, char **argv)
     }
     if (!o.advertise_client_urls)
         o.advertise_client_urls = o.listen_client_urls;
-    struct rpc_listener *listeners, *adv;
-    char **listen_urls, **client_urls;
-    int n_listeners, n_adv;
-    if (parse_urls(o.listen_client_urls, &listeners, &listen_urls, &n_listeners) != 0 ||
-        parse_urls(o.advertise_client_urls, &adv, &client_urls, &n_adv) != 0)
-        return 2;
-    for (int i = 0; i < n_listeners; i++)
-        if (listeners[i].tls && (!o.cert_file || !o.key_file)) {
-            fprintf(stderr, "etcd-fdb: https listener %s needs --cert-file and --key-file\n",
-                    listen_urls[i]);
-            return 2;
-        }
-    if (o.client_cert_auth && !o.trusted_ca_file) {
-        fprintf(stderr, "etcd-fdb: --client-cert-auth needs --trusted-ca-file\n");
-        return 2;
-    }
 
     /* Signals are taken by sigwait() in this thread only. */
     sigset_t sigs;
@@ -332,123 +476,21 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    struct process p;
+    memset(&p, 0, sizeof(p));
     struct kv_api loaded;
-    const struct kv_api *api;
-    const char *db_path;
-    if (strcmp(o.backend, "fdb") == 0) {
-        char msg[512];
-        if (fdb_loader_open(NULL, &loaded, msg, sizeof(msg)) != 0) {
-            fprintf(stderr, "etcd-fdb: %s\n", msg);
-            return 1;
-        }
-        api = &loaded;
-        db_path = o.fdb_cluster_file; /* NULL: FoundationDB's default cluster file */
-    } else {
-        api = embedded_api();
-        if (mkdir(o.data_dir, 0700) != 0 && errno != EEXIST) {
-            fprintf(stderr, "etcd-fdb: cannot create --data-dir %s: %s\n", o.data_dir,
-                    strerror(errno));
-            return 1;
-        }
-        db_path = o.data_dir;
-    }
-    fdb_error_t err = api->select_api_version(KV_API_VERSION);
-    if (!err)
-        err = api->setup_network();
-    if (err) {
-        fprintf(stderr, "etcd-fdb: store: %s\n", api->get_error(err));
-        return 1;
-    }
-    pthread_t network;
-    pthread_create(&network, NULL, network_main, (void *)api);
-    FDBDatabase *db;
-    err = api->create_database(db_path, &db);
-    if (err) {
-        fprintf(stderr, "etcd-fdb: cannot open the store: %s\n", api->get_error(err));
-        return 1;
-    }
-    struct mvcc *mvcc;
-    struct mvcc_config mc = {api, db, o.prefix, o.max_txn_ops};
-    if (mvcc_open(&mc, &mvcc) != 0) {
-        fprintf(stderr, "etcd-fdb: cannot open the data model\n");
-        return 1;
-    }
-    struct server srv = {0};
-    srv.api = api;
-    srv.db = db;
-    srv.mvcc = mvcc;
-    srv.name = o.name;
-    srv.data_dir = o.data_dir;
-    srv.client_urls = client_urls;
-    srv.n_client_urls = n_adv;
-    srv.cluster_id = fnv1a("etcd-fdb cluster", o.prefix);
-    srv.member_id = fnv1a(o.name, o.advertise_client_urls);
-    srv.max_request_bytes = o.max_request_bytes;
-    int64_t progress_ms = 10 * 60 * 1000;
-    if (o.progress_notify_interval && parse_duration_ms(o.progress_notify_interval, &progress_ms)) {
-        fprintf(stderr, "etcd-fdb: invalid duration %s for "
-                        "--experimental-watch-progress-notify-interval\n",
-                o.progress_notify_interval);
-        return 2;
-    }
-    struct watch_config wc = {mvcc, progress_ms, o.max_request_bytes, 0, srv.cluster_id,
-                              srv.member_id};
-    if (watch_hub_create(&wc, &srv.watch) != 0) {
-        fprintf(stderr, "etcd-fdb: cannot start the watch hub\n");
-        return 1;
-    }
-
-    struct rpc_config rc = {0};
-    rc.listeners = listeners;
-    rc.n_listeners = n_listeners;
-    rc.cert_file = o.cert_file;
-    rc.key_file = o.key_file;
-    rc.trusted_ca_file = o.trusted_ca_file;
-    rc.client_cert_auth = o.client_cert_auth;
-    rc.max_receive_bytes = o.max_request_bytes + 512 * 1024; /* etcd's gRPC overhead */
-    struct rpc_server *rpc;
-    if (rpc_server_create(&rc, &rpc) != 0)
-        return 1;
-    srv.rpc = rpc;
-    if (lease_mgr_create(mvcc, &srv.lease) != 0) {
-        fprintf(stderr, "etcd-fdb: cannot start lease expiry\n");
-        return 1;
-    }
-    kv_service_register(&srv, rpc);
-    lease_service_register(&srv, rpc);
-    maintenance_service_register(&srv, rpc);
-    watch_service_register(&srv, rpc);
-    if (rpc_server_start(rpc) != 0) {
-        fprintf(stderr, "etcd-fdb: cannot start serving (see the log above)\n");
-        return 1;
+    int rc = process_start(&p, &o, &loaded);
+    if (rc) {
+        process_stop(&p);
+        return rc;
     }
     log_msg(LOG_INFO, "etcd-fdb %s ready: name=%s backend=%s data-dir=%s prefix=\"%s\"",
-            ETCD_FDB_VERSION, o.name, api->name, strcmp(o.backend, "fdb") ? o.data_dir : "-",
+            ETCD_FDB_VERSION, o.name, p.api->name, strcmp(o.backend, "fdb") ? o.data_dir : "-",
             o.prefix);
-
     int sig;
     sigwait(&sigs, &sig);
     log_msg(LOG_INFO, "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    rpc_server_shutdown(rpc);
-    rpc_server_destroy(rpc);
-    watch_hub_destroy(srv.watch);
-    lease_mgr_destroy(srv.lease);
-    mvcc_close(mvcc);
-    api->database_destroy(db);
-    api->stop_network();
-    pthread_join(network, NULL);
-    for (int i = 0; i < n_listeners; i++) {
-        free((char *)listeners[i].address);
-        free(listen_urls[i]);
-    }
-    for (int i = 0; i < n_adv; i++) {
-        free((char *)adv[i].address);
-        free(client_urls[i]);
-    }
-    free(listeners);
-    free(listen_urls);
-    free(adv);
-    free(client_urls);
+    process_stop(&p);
     log_msg(LOG_INFO, "stopped");
     return 0;
 }
