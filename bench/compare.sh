@@ -227,10 +227,15 @@ wl_checkperf() {
     local s=$1 load out writes slowest stddev verdict
     for load in $(list "$CHECKPERF_LOADS"); do
         start_server "$s" "$WORK/$s-checkperf-$load"
-        out=$(ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$EP" check perf --load="$load" 2>&1 | tr '\r' '\n' |
-            grep -E 'PASS|FAIL|Slowest|Stddev|Throughput|ERROR' || true)
+        ETCDCTL_API=3 "$ETCDCTL_BIN" --endpoints "$EP" check perf --load="$load" >"$WORK/checkperf.out" 2>&1 &
+        local cpid=$!
+        LAST=$("$LG" cpuwatch -server-pid "$SPID" -client-pid "$cpid" -label "checkperf-$load" || true)
+        wait "$cpid" || true
+        CUR_NOISE=$(field other_cpu "$LAST")
+        out=$(tr '\r' '\n' <"$WORK/checkperf.out" | grep -E 'PASS|FAIL|Slowest|Stddev|Throughput|ERROR' || true)
         stop_server
-        printf 'CHECKPERF server=%s load=%s loadavg="%s" output=%s\n' "$s" "$load" "$(loadavg)" \
+        CUR_NOISE=$(field other_cpu "$LAST")
+        printf 'CHECKPERF server=%s load=%s %s output=%s\n' "$s" "$load" "$(cut -d' ' -f3- <<<"$LAST")" \
             "$(tr '\n' '|' <<<"$out")" >>"$RAW"
         writes=$(grep -oE 'Throughput[^0-9]*[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || echo "?")
         slowest=$(grep -oE 'Slowest request took[^0-9]*[0-9.]+' <<<"$out" | grep -oE '[0-9.]+$' || echo "?")
@@ -247,6 +252,8 @@ wl_checkperf() {
         put_value "checkperf-$load-writes" "$s" "$writes"
         put_value "checkperf-$load-slowest" "$s" "$slowest"
         put_value "checkperf-$load-stddev" "$s" "$stddev"
+        metric "checkperf-$load-cpu" "check perf --load=$load: server CPU used (cores of 2)" ""
+        put_value "checkperf-$load-cpu" "$s" "$(field server_cpu "$LAST")"
         log "  $s: check perf --load=$load: $verdict, $writes writes/s, slowest ${slowest}s"
     done
 }

@@ -125,26 +125,25 @@ static int64_t assign_version(struct FDB_database *db)
     return v;
 }
 
-/* Releases snapshots nobody can read any more: keep every snapshot newer than the horizon
- * and the newest one at or below it (it serves read versions up to the next one). */
+/* Releases snapshots nobody can read any more: every one but the newest at or below the
+ * horizon (it serves read versions up to the next one), unless a transaction still holds it.
+ * Walks from the oldest end, so it costs what it releases, not the whole 5 s window. */
 static void prune_snaps(struct FDB_database *db, int64_t horizon)
 {
     pthread_mutex_lock(&db->vlock);
-    struct snap *keep = db->snaps;
-    while (keep && keep->version > horizon)
-        keep = keep->older;
-    if (keep) {
-        struct snap **link = &keep->older;
-        while (*link) {
-            struct snap *s = *link;
-            if (atomic_load(&s->refs) == 0) {
-                *link = s->older;
-                rocksdb_release_snapshot(db->rocks, s->rocks);
-                free(s);
-            } else {
-                link = &s->older;
-            }
+    struct snap *s = db->oldest_snap;
+    while (s && s->newer && s->newer->version <= horizon) {
+        struct snap *newer = s->newer;
+        if (atomic_load(&s->refs) == 0) {
+            if (s->older)
+                s->older->newer = newer;
+            else
+                db->oldest_snap = newer;
+            newer->older = s->older;
+            rocksdb_release_snapshot(db->rocks, s->rocks);
+            free(s);
         }
+        s = newer;
     }
     pthread_mutex_unlock(&db->vlock);
 }
@@ -640,6 +639,11 @@ static void process_group(struct FDB_database *db, struct commit_req *list)
     pthread_mutex_lock(&db->vlock);
     for (int i = 0; i < snaps.count; i++) {
         snaps.items[i]->older = db->snaps;
+        snaps.items[i]->newer = NULL;
+        if (db->snaps)
+            db->snaps->newer = snaps.items[i];
+        else
+            db->oldest_snap = snaps.items[i];
         db->snaps = snaps.items[i];
         db->last_committed = snaps.items[i]->version;
     }
@@ -871,6 +875,7 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
     s->version = last;
     s->rocks = rocksdb_create_snapshot(db->rocks);
     db->snaps = s;
+    db->oldest_snap = s;
 
     const char *faults = getenv("ETCD_FDB_FAULTS");
     if (faults && *faults) {

@@ -46,7 +46,7 @@ struct snap {
     int64_t version;
     const rocksdb_snapshot_t *rocks;
     atomic_int refs;
-    struct snap *older;
+    struct snap *older, *newer;
 };
 
 #define VEC(type)                                                                              \
@@ -150,6 +150,7 @@ struct FDB_database {
     int64_t last_committed; /* version of the newest published snapshot */
     int64_t inflight_first; /* first version of the group being written, 0 if none */
     struct snap *snaps;     /* newest first */
+    struct snap *oldest_snap;
     fdb_error_t failed;     /* storage failed: every commit fails */
 
     /* Commit queue (qlock). */

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -70,4 +71,43 @@ func cpuFields(a, b cpuSnap) string {
 		other = 0
 	}
 	return fmt.Sprintf("server_cpu=%.2f loadgen_cpu=%.2f other_cpu=%.2f", cores(server), cores(own), cores(uint64(other)))
+}
+
+// cpuwatch: the CPU used by the server, by one client process (e.g. etcdctl check perf) and by
+// every other process while that client runs; prints a RESULT line when it exits.
+func cmdCPUWatch(args []string) {
+	fs := flag.NewFlagSet("cpuwatch", flag.ExitOnError)
+	serverPID := fs.Int("server-pid", 0, "server pid")
+	clientPID := fs.Int("client-pid", 0, "client pid: measure until it exits")
+	label := fs.String("label", "", "label copied into the RESULT line")
+	fs.Parse(args)
+	if *clientPID <= 0 {
+		die("cpuwatch needs -client-pid")
+	}
+	first := snapCPU(*serverPID)
+	c0 := procTicks(*clientPID)
+	last, c1 := first, c0
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", *clientPID)); err != nil {
+			break
+		}
+		last, c1 = snapCPU(*serverPID), procTicks(*clientPID)
+		time.Sleep(200 * time.Millisecond)
+	}
+	secs := last.t.Sub(first.t).Seconds()
+	if secs <= 0 {
+		fmt.Printf("RESULT workload=cpuwatch label=%s secs=0\n", *label)
+		return
+	}
+	cores := func(d uint64) float64 { return float64(d) / clkTck / secs }
+	client := uint64(0)
+	if c1 > c0 {
+		client = c1 - c0
+	}
+	other := int64(last.busy-first.busy) - int64(last.server-first.server) - int64(last.own-first.own) - int64(client)
+	if other < 0 {
+		other = 0
+	}
+	fmt.Printf("RESULT workload=cpuwatch label=%s secs=%.1f server_cpu=%.2f client_cpu=%.2f other_cpu=%.2f\n", *label, secs,
+		cores(last.server-first.server), cores(client), cores(uint64(other)))
 }

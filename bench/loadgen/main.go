@@ -7,7 +7,7 @@
 // client's gRPC connection with etcd's generated stubs for watch and lease-keepalive streams
 // (so that 100,000 watchers cost the load generator little). bench/compare.sh runs it.
 //
-// Subcommands: put, range, txn, watch-latency, keepalive, load, probe, freeport.
+// Subcommands: put, range, txn, watch-latency, keepalive, load, probe, freeport, cpuwatch.
 package main
 
 import (
@@ -39,6 +39,7 @@ subcommands:
   load           write N keys of V bytes in txns of B puts
   probe          poll until a Range is served; print the time since -start-ns
   freeport       print N free TCP ports on 127.0.0.1
+  cpuwatch       CPU used by the server, a client process and everything else while the client runs
 
 Run "loadgen SUBCOMMAND -h" for the flags of one.
 `)
@@ -67,6 +68,8 @@ func main() {
 		cmdProbe(args)
 	case "freeport":
 		cmdFreeport(args)
+	case "cpuwatch":
+		cmdCPUWatch(args)
 	default:
 		usage()
 	}

@@ -69,9 +69,11 @@ func startEtcdFDB(t testing.TB, cfg serverConfig) *etcdFDB {
 	bin := etcdFDBBinary(t)
 	dir := t.TempDir()
 	var lastErr error
+	start := time.Now()
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between probe and bind
 		s, err := tryStartEtcdFDB(t, bin, dir, attempt, cfg)
 		if err == nil {
+			t.Logf("etcd-fdb serving on %s after %v", s.endpoint, time.Since(start).Round(time.Millisecond))
 			t.Cleanup(s.stop)
 			return s
 		}
@@ -135,6 +137,15 @@ func (s *etcdFDB) waitReady(limit time.Duration) error {
 			return fmt.Errorf("etcd-fdb exited early: %v", s.waitErr)
 		default:
 		}
+		// Dial the port first: a client whose first connection attempt is refused waits
+		// for gRPC's reconnect backoff (a second) before trying again.
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(s.endpoint, "http://"), time.Second)
+		if err != nil {
+			lastErr = err
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		conn.Close()
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:   []string{s.endpoint},
 			DialTimeout: time.Second,
@@ -210,6 +221,8 @@ func (s *etcdFDB) stop() {
 		default:
 		}
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		stopStart := time.Now()
+		defer func() { t.Logf("etcd-fdb stopped in %v", time.Since(stopStart).Round(time.Millisecond)) }()
 		select {
 		case <-s.exited:
 		case <-time.After(30 * time.Second):
