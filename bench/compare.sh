@@ -45,6 +45,7 @@ usage: bench/compare.sh [options]
 EOF
 }
 
+ORIG_ARGS="$*"
 MODE=quick
 WORKLOADS=checkperf,put,range,txn,watch,lease,load
 DURATION=""
@@ -445,7 +446,8 @@ TABLE=$WORK/table.md
 
 {
     echo "# etcd-fdb vs etcd, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "command: bench/compare.sh --$MODE --workloads $WORKLOADS --duration $DURATION --checkperf-loads $CHECKPERF_LOADS --put-clients $PUT_CLIENTS --watchers $WATCHERS --load-keys $LOAD_KEYS --servers $SERVERS"
+    echo "command: bench/compare.sh $ORIG_ARGS"
+    echo "settings: --$MODE --workloads $WORKLOADS --duration $DURATION --checkperf-loads $CHECKPERF_LOADS --put-clients $PUT_CLIENTS --watchers $WATCHERS --load-keys $LOAD_KEYS --servers $SERVERS"
     echo "machine: $MACHINE"
     echo "etcd: $ETCD_BIN $ETCD_VERSION (--quota-backend-bytes 8589934592, otherwise defaults: WAL fsync on)"
     echo "etcd-fdb: $FDB_BIN, commit $GIT_REV (embedded RocksDB store, synced commit groups)"
@@ -463,7 +465,7 @@ if [ "$UPDATE_README" = 1 ]; then
         {
             sed '/<!-- results:begin -->/q' "$README"
             echo
-            echo "Measured $(date -u +%Y-%m-%d) with \`bench/compare.sh --$MODE\` (results file \`bench/results/$(basename "$OUT")\`)."
+            echo "Measured $(date -u +%Y-%m-%d) with \`bench/compare.sh $ORIG_ARGS\` (results file \`bench/results/$(basename "$OUT")\`), etcd-fdb at $GIT_REV."
             echo "Machine: $MACHINE. Load average at start $START_LOAD."
             echo
             cat "$TABLE"
