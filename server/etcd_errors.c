@@ -3,6 +3,7 @@
 
 #include "mvcc/mvcc.h"
 #include "kv/log.h"
+#include "server/rpc.h"
 
 struct etcd_status etcd_status_for_mvcc(int err, fdb_error_t store_error)
 {
@@ -43,4 +44,10 @@ struct etcd_status etcd_status_for_mvcc(int err, fdb_error_t store_error)
         log_msg(LOG_WARN, "store error %d", (int)store_error);
         return (struct etcd_status){GRPC_STATUS_UNAVAILABLE, "etcdserver: request timed out"};
     }
+}
+
+void etcd_fail_call(struct rpc_call *call, int mvcc_error, fdb_error_t store_error)
+{
+    struct etcd_status st = etcd_status_for_mvcc(mvcc_error, store_error);
+    rpc_fail(call, st.code, st.message);
 }

@@ -13,12 +13,6 @@ static int too_large(struct server *s, struct rpc_call *call)
     return 1;
 }
 
-static void fail_mvcc(struct rpc_call *call, int err, fdb_error_t store_error)
-{
-    struct etcd_status st = etcd_status_for_mvcc(err, store_error);
-    rpc_fail(call, st.code, st.message);
-}
-
 static void handle_range(void *ctx, struct rpc_call *call, const ProtobufCMessage *msg)
 {
     struct server *s = ctx;
@@ -29,7 +23,7 @@ static void handle_range(void *ctx, struct rpc_call *call, const ProtobufCMessag
     int err = mvcc_range(s->mvcc, (const Etcdserverpb__RangeRequest *)msg, &resp,
                          rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     server_fill_header(s, resp.header);
     rpc_reply(call, &resp.base);
 }
@@ -44,7 +38,7 @@ static void handle_put(void *ctx, struct rpc_call *call, const ProtobufCMessage 
     int err = mvcc_put(s->mvcc, (const Etcdserverpb__PutRequest *)msg, &resp,
                        rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     server_fill_header(s, resp.header);
     rpc_reply(call, &resp.base);
 }
@@ -59,7 +53,7 @@ static void handle_delete_range(void *ctx, struct rpc_call *call, const Protobuf
     int err = mvcc_delete_range(s->mvcc, (const Etcdserverpb__DeleteRangeRequest *)msg, &resp,
                                 rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     server_fill_header(s, resp.header);
     rpc_reply(call, &resp.base);
 }
@@ -74,7 +68,7 @@ static void handle_txn(void *ctx, struct rpc_call *call, const ProtobufCMessage 
     int err = mvcc_txn(s->mvcc, (const Etcdserverpb__TxnRequest *)msg, &resp,
                        rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     server_fill_header(s, resp.header); /* etcd fills only the outer header */
     rpc_reply(call, &resp.base);
 }
@@ -87,7 +81,7 @@ static void handle_compact(void *ctx, struct rpc_call *call, const ProtobufCMess
     int err = mvcc_compact(s->mvcc, (const Etcdserverpb__CompactionRequest *)msg, &resp,
                            rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     server_fill_header(s, resp.header);
     rpc_reply(call, &resp.base);
 }

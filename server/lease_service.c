@@ -9,12 +9,6 @@
 #include "server/etcd_errors.h"
 #include "server/server.h"
 
-static void fail_mvcc(struct rpc_call *call, int err, fdb_error_t store_error)
-{
-    struct etcd_status st = etcd_status_for_mvcc(err, store_error);
-    rpc_fail(call, st.code, st.message);
-}
-
 /* A random positive 63-bit id, as etcd's lessor picks them. */
 static int64_t random_id(void)
 {
@@ -47,7 +41,7 @@ static void handle_grant(void *ctx, struct rpc_call *call, const ProtobufCMessag
         break;
     }
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__LeaseGrantResponse resp = ETCDSERVERPB__LEASE_GRANT_RESPONSE__INIT;
     resp.header = server_header(s, call, rev);
     resp.id = id;
@@ -64,7 +58,7 @@ static void handle_revoke(void *ctx, struct rpc_call *call, const ProtobufCMessa
     fdb_error_t store_error = 0;
     int err = mvcc_lease_revoke(s->mvcc, req->id, 0, NULL, &rev, &revoked, &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__LeaseRevokeResponse resp = ETCDSERVERPB__LEASE_REVOKE_RESPONSE__INIT;
     resp.header = server_header(s, call, rev);
     rpc_reply(call, &resp.base);
@@ -88,7 +82,7 @@ static void handle_ttl(void *ctx, struct rpc_call *call, const ProtobufCMessage 
     fdb_error_t store_error = 0;
     int err = mvcc_lease_get(s->mvcc, req->id, &l, &found, &rev, &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__LeaseTimeToLiveResponse resp = ETCDSERVERPB__LEASE_TIME_TO_LIVE_RESPONSE__INIT;
     resp.header = server_header(s, call, rev);
     resp.id = req->id;
@@ -100,7 +94,7 @@ static void handle_ttl(void *ctx, struct rpc_call *call, const ProtobufCMessage 
             err = mvcc_lease_keys(s->mvcc, req->id, &resp.keys, &resp.n_keys,
                                   rpc_call_arena(call), &store_error);
             if (err)
-                return fail_mvcc(call, err, store_error);
+                return etcd_fail_call(call, err, store_error);
         }
     }
     rpc_reply(call, &resp.base);
@@ -115,7 +109,7 @@ static void handle_leases(void *ctx, struct rpc_call *call, const ProtobufCMessa
     fdb_error_t store_error = 0;
     int err = mvcc_lease_list(s->mvcc, &list, &n, &rev, rpc_call_arena(call), &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__LeaseLeasesResponse resp = ETCDSERVERPB__LEASE_LEASES_RESPONSE__INIT;
     resp.header = server_header(s, call, rev);
     resp.leases = arena_alloc(rpc_call_arena(call), (n ? n : 1) * sizeof(*resp.leases));

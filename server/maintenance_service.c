@@ -10,12 +10,6 @@
 #include "server/etcd_errors.h"
 #include "server/server.h"
 
-static void fail_mvcc(struct rpc_call *call, int err, fdb_error_t store_error)
-{
-    struct etcd_status st = etcd_status_for_mvcc(err, store_error);
-    rpc_fail(call, st.code, st.message);
-}
-
 static __thread int64_t du_total; /* nftw has no context argument */
 
 static int du_add(const char *path, const struct stat *st, int flag, struct FTW *f)
@@ -42,7 +36,7 @@ static void handle_status(void *ctx, struct rpc_call *call, const ProtobufCMessa
     fdb_error_t store_error = 0;
     int err = mvcc_revisions(s->mvcc, &current, &compacted, &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__StatusResponse resp = ETCDSERVERPB__STATUS_RESPONSE__INIT;
     resp.header = server_header(s, call, current);
     resp.version = (char *)ETCD_COMPAT_VERSION;
@@ -62,7 +56,7 @@ static void handle_alarm(void *ctx, struct rpc_call *call, const ProtobufCMessag
     fdb_error_t store_error = 0;
     int err = mvcc_revisions(s->mvcc, &current, &compacted, &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     Etcdserverpb__AlarmResponse resp = ETCDSERVERPB__ALARM_RESPONSE__INIT;
     resp.header = server_header(s, call, current);
     rpc_reply(call, &resp.base); /* no alarms: the store has no space quota */
@@ -94,7 +88,7 @@ static void handle_hash_kv(void *ctx, struct rpc_call *call, const ProtobufCMess
     if (!err)
         err = mvcc_revisions(s->mvcc, &current, &compacted, &store_error);
     if (err)
-        return fail_mvcc(call, err, store_error);
+        return etcd_fail_call(call, err, store_error);
     /* CRC-32 over every key, value and revision at the revision (etcd's own hash covers
      * its bolt database bytes, which no other store can reproduce). */
     uLong crc = crc32(0L, Z_NULL, 0);
