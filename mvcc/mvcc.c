@@ -192,6 +192,20 @@ static void *alloc0(struct exec *ex, size_t n)
     return p;
 }
 
+/* Returns items (count used, *cap allocated, `size` bytes each) with room for one more,
+ * doubling into a new arena block when full; the old block stays with the arena. */
+static void *arena_grow(struct arena *a, void *items, size_t count, size_t *cap, size_t size)
+{
+    if (count < *cap)
+        return items;
+    size_t n = *cap ? *cap * 2 : 16;
+    void *p = arena_alloc(a, n * size);
+    if (count)
+        memcpy(p, items, count * size);
+    *cap = n;
+    return p;
+}
+
 static Etcdserverpb__ResponseHeader *new_header(struct exec *ex, int64_t revision)
 {
     Etcdserverpb__ResponseHeader *h = alloc0(ex, sizeof(*h));
@@ -364,14 +378,7 @@ struct kv_list {
 
 static void kv_list_push(struct exec *ex, struct kv_list *l, Mvccpb__KeyValue *kv)
 {
-    if (l->count == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        Mvccpb__KeyValue **items = arena_alloc(&ex->arena, cap * sizeof(*items));
-        if (l->count)
-            memcpy(items, l->items, l->count * sizeof(*items));
-        l->items = items;
-        l->cap = cap;
-    }
+    l->items = arena_grow(&ex->arena, l->items, l->count, &l->cap, sizeof(*l->items));
     l->items[l->count++] = kv;
 }
 
@@ -1757,14 +1764,8 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         s->err = history_kv(ex, key, key_len, prev, &e->prev_kv);
     if (s->err)
         return 1;
-    if (s->out->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        Mvccpb__Event **items = arena_alloc(&ex->arena, cap * sizeof(*items));
-        if (s->out->n)
-            memcpy(items, s->out->events, s->out->n * sizeof(*items));
-        s->out->events = items;
-        s->cap = cap;
-    }
+    s->out->events =
+        arena_grow(&ex->arena, s->out->events, s->out->n, &s->cap, sizeof(*s->out->events));
     s->out->events[s->out->n++] = e;
     s->last_rev = rev;
     return 0;
@@ -2084,14 +2085,7 @@ static int lease_key_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         c->err = body_fail(ex, MVCC_ERR_CORRUPT);
         return 1;
     }
-    if (c->r->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        ProtobufCBinaryData *keys = arena_alloc(&ex->arena, cap * sizeof(*keys));
-        if (c->r->n)
-            memcpy(keys, c->r->keys, c->r->n * sizeof(*keys));
-        c->r->keys = keys;
-        c->cap = cap;
-    }
+    c->r->keys = arena_grow(&ex->arena, c->r->keys, c->r->n, &c->cap, sizeof(*c->r->keys));
     c->r->keys[c->r->n++] = copy_bytes(ex, c->key.data, c->key.len);
     return 0;
 }
@@ -2131,14 +2125,7 @@ static int lease_list_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     if (keys_decode_lease(&ex->m->keys, row->key, (size_t)row->key_length, &id) ||
         row->value_length != 16)
         return 0;
-    if (r->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        struct mvcc_lease *list = arena_alloc(&ex->arena, cap * sizeof(*list));
-        if (r->n)
-            memcpy(list, r->list, r->n * sizeof(*list));
-        r->list = list;
-        c->cap = cap;
-    }
+    r->list = arena_grow(&ex->arena, r->list, r->n, &c->cap, sizeof(*r->list));
     struct mvcc_lease *l = &r->list[r->n++];
     l->id = id;
     l->granted_ttl = get_be64_bytes(row->value);
@@ -2182,14 +2169,7 @@ static int expiry_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         return 0;
     if (when > r->now_ms || r->n >= r->max)
         return 1;
-    if (r->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 64;
-        int64_t *ids = arena_alloc(&ex->arena, cap * sizeof(*ids));
-        if (r->n)
-            memcpy(ids, r->ids, r->n * sizeof(*ids));
-        r->ids = ids;
-        c->cap = cap;
-    }
+    r->ids = arena_grow(&ex->arena, r->ids, r->n, &c->cap, sizeof(*r->ids));
     r->ids[r->n++] = id;
     return 0;
 }
