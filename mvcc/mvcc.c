@@ -1690,36 +1690,60 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
 
 /* ---- the change log ---- */
 
-struct events_scan {
-    struct mvcc_events *out;
-    size_t cap;
-    size_t max;
-    int with_prev_kv;
-    int64_t last_rev;  /* revision of the last event taken */
-    int stopped;       /* stopped at a revision boundary because of max */
-    int err;
-    struct tuple_buf key, chunks;
+/* One log row whose values are being read: the reads of a whole batch are issued before
+ * any is waited for, so a batch costs one store round trip, not one per event. */
+struct pending_event {
+    Mvccpb__Event *e;
+    const uint8_t *key; /* in the arena */
+    size_t key_len;
+    int64_t rev, prev;
+    FDBFuture *value, *prev_value; /* history reads, NULL when not needed */
 };
 
-/* A history record as a KeyValue (key, revision), or NULL if absent. */
-static int history_kv(struct exec *ex, const uint8_t *key, size_t key_len, int64_t rev,
-                      Mvccpb__KeyValue **out)
+struct events_scan {
+    struct pending_event *rows;
+    size_t n, cap;
+    size_t events; /* rows that will become events (all but none: see resolve) */
+    size_t max;
+    int with_prev_kv;
+    int64_t last_rev;  /* revision of the last row taken */
+    int stopped;       /* stopped at a revision boundary because of max */
+    int err;
+};
+
+/* Starts the read of the history record of (key, rev). */
+static FDBFuture *history_get_start(struct exec *ex, const uint8_t *key, size_t key_len,
+                                    int64_t rev)
 {
-    *out = NULL;
     keys_history_at(&ex->m->keys, &ex->k1, key, key_len, rev, 0);
     ex->k1.len -= 2; /* drop the user version: records are written with 0 */
     tuple_buf_append(&ex->k1, "\x00\x00", 2);
-    int present, len;
-    const uint8_t *v;
-    fdb_error_t err = store_get(ex, &ex->k1, 1, &present, &v, &len);
-    if (err || !present)
+    return ex->api->transaction_get(ex->tr, ex->k1.data, (int)ex->k1.len, 1);
+}
+
+/* Finishes a history read as a KeyValue, or NULL if absent or a tombstone. Consumes f. */
+static int history_get_finish(struct exec *ex, FDBFuture *f, const uint8_t *key,
+                              size_t key_len, int64_t rev, Mvccpb__KeyValue **out)
+{
+    *out = NULL;
+    fdb_error_t err = wait_future(ex, f);
+    if (err)
         return err;
+    fdb_bool_t present;
+    const uint8_t *v;
+    int len;
+    err = ex->api->future_get_value(f, &present, &v, &len);
+    if (err || !present) {
+        ex->api->future_destroy(f);
+        return err;
+    }
     struct tuple_buf chunks;
     tuple_buf_init(&chunks);
     keys_history_chunk_prefix(&ex->m->keys, &chunks, key, key_len, rev);
     int tomb = 0;
     int rc = record_to_kv(ex, key, key_len, v, (size_t)len, rev, &chunks, 1, out, &tomb);
     tuple_buf_free(&chunks);
+    ex->api->future_destroy(f);
     if (!rc && tomb)
         *out = NULL;
     return rc;
@@ -1735,40 +1759,67 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         s->err = body_fail(ex, MVCC_ERR_CORRUPT);
         return 1;
     }
-    if (s->out->n >= s->max && rev != s->last_rev) {
+    if (s->n >= s->max && rev != s->last_rev) {
         s->stopped = 1;
         return 1;
     }
     const uint8_t *v = row->value;
-    int type = v[0];
-    int64_t prev = 0;
+    s->rows = arena_grow(&ex->arena, s->rows, s->n, &s->cap, sizeof(*s->rows));
+    struct pending_event *p = &s->rows[s->n++];
+    memset(p, 0, sizeof(*p));
     for (int i = 0; i < 8; i++)
-        prev = prev << 8 | v[1 + i];
-    const uint8_t *key = v + 9;
-    size_t key_len = (size_t)row->value_length - 9;
-    Mvccpb__Event *e = alloc0(ex, sizeof(*e));
-    mvccpb__event__init(e);
-    if (type == EVENT_PUT) {
-        e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
-        s->err = history_kv(ex, key, key_len, rev, &e->kv);
-        if (!s->err && !e->kv)
-            return 0; /* the same write deleted it again: its DELETE event follows */
+        p->prev = p->prev << 8 | v[1 + i];
+    p->key_len = (size_t)row->value_length - 9;
+    p->key = arena_dup(&ex->arena, v + 9, p->key_len);
+    p->rev = rev;
+    p->e = alloc0(ex, sizeof(*p->e));
+    mvccpb__event__init(p->e);
+    if (v[0] == EVENT_PUT) {
+        p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+        p->value = history_get_start(ex, p->key, p->key_len, rev);
     } else {
-        e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
-        e->kv = alloc0(ex, sizeof(*e->kv));
-        mvccpb__key_value__init(e->kv);
-        e->kv->key = copy_bytes(ex, key, key_len);
-        e->kv->mod_revision = rev;
+        p->e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+        p->e->kv = alloc0(ex, sizeof(*p->e->kv));
+        mvccpb__key_value__init(p->e->kv);
+        p->e->kv->key = copy_bytes(ex, p->key, p->key_len);
+        p->e->kv->mod_revision = rev;
     }
-    if (!s->err && s->with_prev_kv && prev)
-        s->err = history_kv(ex, key, key_len, prev, &e->prev_kv);
-    if (s->err)
-        return 1;
-    s->out->events =
-        arena_grow(&ex->arena, s->out->events, s->out->n, &s->cap, sizeof(*s->out->events));
-    s->out->events[s->out->n++] = e;
+    if (s->with_prev_kv && p->prev)
+        p->prev_value = history_get_start(ex, p->key, p->key_len, p->prev);
     s->last_rev = rev;
     return 0;
+}
+
+/* Waits for the reads event_row started and turns the rows into events. On an error the
+ * remaining futures are released. */
+static int events_resolve(struct exec *ex, struct events_scan *s, struct mvcc_events *out)
+{
+    int err = s->err;
+    out->events = arena_alloc(&ex->arena, (s->n ? s->n : 1) * sizeof(*out->events));
+    for (size_t i = 0; i < s->n; i++) {
+        struct pending_event *p = &s->rows[i];
+        if (err) {
+            if (p->value)
+                ex->api->future_destroy(p->value);
+            if (p->prev_value)
+                ex->api->future_destroy(p->prev_value);
+            continue;
+        }
+        if (p->value)
+            err = history_get_finish(ex, p->value, p->key, p->key_len, p->rev, &p->e->kv);
+        if (p->prev_value) {
+            if (err)
+                ex->api->future_destroy(p->prev_value);
+            else
+                err = history_get_finish(ex, p->prev_value, p->key, p->key_len, p->prev,
+                                         &p->e->prev_kv);
+        }
+        /* A PUT whose record is a tombstone: the same write deleted the key again, and
+         * its DELETE event follows. */
+        if (!err && p->e->kv)
+            out->events[out->n++] = p->e;
+    }
+    return err;
 }
 
 struct events_req {
@@ -1792,16 +1843,16 @@ static int events_fn(struct exec *ex, const void *req, void *resp)
     keys_log_after(&ex->m->keys, r->after, &begin, &end);
     struct events_scan s;
     memset(&s, 0, sizeof(s));
-    s.out = out;
     s.max = r->max ? r->max : 1;
     s.with_prev_kv = r->with_prev_kv;
     fdb_error_t err = store_scan(ex, &begin, &end, 1, event_row, &s);
     tuple_buf_free(&begin);
     tuple_buf_free(&end);
-    if (err)
-        return err;
-    if (s.err)
-        return s.err;
+    if (err && !s.err)
+        s.err = err;
+    int rc = events_resolve(ex, &s, out);
+    if (rc)
+        return rc;
     /* Complete up to the current revision, or up to the last whole revision taken. */
     out->through_rev = s.stopped ? s.last_rev : ex->cur_rev;
     if (out->through_rev < r->after)
@@ -1817,23 +1868,36 @@ int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int w
     return rc;
 }
 
+/* The store watch's callback state; it signals through the waiter's mvcc_wake. */
 struct wait_state {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct mvcc_wake *wake;
     int fired;
 };
 
 static void wait_fired(FDBFuture *f, void *arg)
 {
+    (void)f;
     struct wait_state *w = arg;
-    pthread_mutex_lock(&w->mu);
+    pthread_mutex_lock(&w->wake->mu);
     w->fired = 1;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    pthread_cond_broadcast(&w->wake->cv);
+    pthread_mutex_unlock(&w->wake->mu);
 }
 
-int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_error_t *store_error)
+void mvcc_wake(struct mvcc_wake *wake)
 {
+    pthread_mutex_lock(&wake->mu);
+    wake->woken = 1;
+    pthread_cond_broadcast(&wake->cv);
+    pthread_mutex_unlock(&wake->mu);
+}
+
+int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, struct mvcc_wake *wake,
+                     fdb_error_t *store_error)
+{
+    struct mvcc_wake local = MVCC_WAKE_INIT;
+    if (!wake)
+        wake = &local;
     const struct kv_api *api = m->api;
     FDBTransaction *tr;
     fdb_error_t err = api->database_create_transaction(m->db, &tr);
@@ -1862,7 +1926,7 @@ int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_erro
     api->future_destroy(get);
     tuple_buf_free(&key);
     if (!err && watch) {
-        struct wait_state w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+        struct wait_state w = {wake, 0};
         err = api->future_set_callback(watch, wait_fired, &w);
         struct timespec deadline;
         clock_gettime(CLOCK_REALTIME, &deadline);
@@ -1872,17 +1936,17 @@ int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_erro
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000L;
         }
-        pthread_mutex_lock(&w.mu);
-        while (!err && !w.fired)
-            if (pthread_cond_timedwait(&w.cv, &w.mu, &deadline) != 0)
+        pthread_mutex_lock(&wake->mu);
+        while (!err && !w.fired && !wake->woken)
+            if (pthread_cond_timedwait(&wake->cv, &wake->mu, &deadline) != 0)
                 break;
-        pthread_mutex_unlock(&w.mu);
+        pthread_mutex_unlock(&wake->mu);
         /* Cancelling runs the callback if it has not run: wait for it before w goes away. */
         api->future_cancel(watch);
-        pthread_mutex_lock(&w.mu);
+        pthread_mutex_lock(&wake->mu);
         while (!err && !w.fired)
-            pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
+            pthread_cond_wait(&wake->cv, &wake->mu);
+        pthread_mutex_unlock(&wake->mu);
         err = 0;
     }
     if (watch)

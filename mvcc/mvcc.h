@@ -7,6 +7,7 @@
 #ifndef MVCC_MVCC_H
 #define MVCC_MVCC_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "etcdserverpb/rpc.pb-c.h"
@@ -139,8 +140,20 @@ struct mvcc_events {
 int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int with_prev_kv,
                      struct mvcc_events *out, struct arena *arena, fdb_error_t *store_error);
 
-/* Blocks until the current revision exceeds known_rev or timeout_ms pass, on a store watch
- * (no polling). Returns 0 (changed or timed out: callers re-read) or an mvcc_error. */
-int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, fdb_error_t *store_error);
+/* Lets another thread end a waiter's mvcc_wait_change early (at shutdown). Once woken it
+ * stays woken: later waits on it return at once. */
+struct mvcc_wake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int woken;
+};
+#define MVCC_WAKE_INIT {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0}
+void mvcc_wake(struct mvcc_wake *wake);
+
+/* Blocks until the current revision exceeds known_rev, timeout_ms pass or wake is woken, on
+ * a store watch (no polling). wake may be NULL. Returns 0 (changed, timed out or woken:
+ * callers re-read) or an mvcc_error. */
+int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, struct mvcc_wake *wake,
+                     fdb_error_t *store_error);
 
 #endif

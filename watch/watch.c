@@ -41,24 +41,30 @@ static const char ERR_DUPLICATE_ID[] = "mvcc: duplicate watch ID provided on the
 static const char ERR_EMPTY_RANGE[] = "mvcc: watcher range is empty";
 static const char ERR_COMPACTED[] = "etcdserver: mvcc: required revision has been compacted";
 
+/* Events of the batch being dispatched to one watcher, in the batch's arena. */
+struct event_node {
+    Mvccpb__Event *event;
+    struct event_node *next;
+};
+
+/* One watch. Kept small (about 130 bytes plus its key), and in one allocation with its
+ * key and range end: a kube-apiserver or a benchmark may hold 100,000 of them. */
 struct watcher {
     struct watch_stream *stream;
-    int64_t id;
-    uint8_t *key, *end; /* [key, end); end_len 0 and !open: the single key */
-    size_t key_len, end_len;
-    int open_end; /* every key >= key */
-    int no_put, no_delete, prev_kv, progress_notify, fragment;
-    int64_t next_rev; /* first revision not yet delivered */
-    int64_t created_rev; /* the revision its created response reported */
-    int synced;
-    int sent_since_tick;
-    /* events of the batch being dispatched */
-    Mvccpb__Event **batch;
-    size_t batch_n, batch_cap;
-    struct watcher *next_in_stream;
+    struct watcher *next_in_stream, *prev_in_stream;
+    struct watcher *next_unsynced, *prev_unsynced;
     struct watcher *next_touched;
-    struct watcher *next_unsynced;
-    struct watcher *prev_unsynced;
+    struct event_node *batch_head, *batch_tail;
+    int64_t id;
+    int64_t next_rev;    /* first revision not yet delivered */
+    int64_t created_rev; /* the revision its created response reported */
+    const uint8_t *key, *end; /* [key, end) in bytes[]; end_len 0 and !open_end: one key */
+    uint32_t key_len, end_len;
+    uint32_t batch_n;
+    unsigned open_end : 1; /* every key >= key */
+    unsigned no_put : 1, no_delete : 1, prev_kv : 1, progress_notify : 1, fragment : 1;
+    unsigned synced : 1, sent_since_tick : 1;
+    uint8_t bytes[];
 };
 
 struct request {
@@ -71,6 +77,8 @@ struct watch_stream {
     struct watch_hub *hub;
     struct watch_sink sink;
     struct watcher *watchers;
+    struct watcher **by_id; /* open addressing on id, linear probing; NULL = free slot */
+    size_t by_id_cap, n_watchers;
     int64_t next_id;
     int progress_wanted;
     int64_t progress_min_rev; /* the store's revision when progress was requested */
@@ -106,6 +114,7 @@ struct watch_hub {
     int prev_kv_watchers; /* synced ones wanting prev_kv */
     struct request *req_head, *req_tail;
     pthread_t tail_thread, worker_thread;
+    struct mvcc_wake tail_wake; /* ends the tail's store wait at shutdown */
     int64_t last_tick_ms;
 };
 
@@ -119,8 +128,10 @@ static int64_t now_ms(void)
 /* Drops a reference to a stream; frees it at zero. hub->mu held. */
 static void stream_unref_locked(struct watch_stream *s)
 {
-    if (--s->refs == 0)
+    if (--s->refs == 0) {
+        free(s->by_id);
         free(s);
+    }
 }
 
 /* ---- ranges ---- */
@@ -343,15 +354,36 @@ static Mvccpb__Event *shape_event(struct watcher *w, Mvccpb__Event *e, struct ar
     return copy;
 }
 
-static void batch_push(struct watcher *w, Mvccpb__Event *e)
+static void batch_clear(struct watcher *w)
 {
-    if (w->batch_n == w->batch_cap) {
-        w->batch_cap = w->batch_cap ? w->batch_cap * 2 : 8;
-        w->batch = realloc(w->batch, w->batch_cap * sizeof(*w->batch));
-        if (!w->batch)
-            abort();
+    w->batch_head = w->batch_tail = NULL;
+    w->batch_n = 0;
+}
+
+static void batch_push(struct watcher *w, Mvccpb__Event *e, struct arena *arena)
+{
+    struct event_node *n = arena_alloc(arena, sizeof(*n));
+    n->event = e;
+    n->next = NULL;
+    if (w->batch_tail)
+        w->batch_tail->next = n;
+    else
+        w->batch_head = n;
+    w->batch_tail = n;
+    w->batch_n++;
+}
+
+/* Sends the watcher's batch as one response (or fragments) and empties it; hub->mu held. */
+static void batch_send(struct watcher *w, int64_t rev, struct arena *arena)
+{
+    if (w->batch_n) {
+        Mvccpb__Event **events = arena_alloc(arena, w->batch_n * sizeof(*events));
+        size_t i = 0;
+        for (struct event_node *n = w->batch_head; n; n = n->next)
+            events[i++] = n->event;
+        send_events(w, events, i, rev);
     }
-    w->batch[w->batch_n++] = e;
+    batch_clear(w);
 }
 
 static int stream_congested(struct watch_stream *s)
@@ -397,22 +429,84 @@ static void make_synced(struct watch_hub *hub, struct watcher *w)
         hub->prev_kv_watchers++;
 }
 
-static void watcher_free(struct watcher *w)
+/* ---- a stream's watchers by id ---- */
+
+static size_t id_slot(const struct watch_stream *s, int64_t id)
 {
-    free(w->key);
-    free(w->end);
-    free(w->batch);
-    free(w);
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 17) & (s->by_id_cap - 1);
+}
+
+static struct watcher *find_watcher(struct watch_stream *s, int64_t id)
+{
+    if (!s->by_id_cap)
+        return NULL;
+    for (size_t i = id_slot(s, id);; i = (i + 1) & (s->by_id_cap - 1)) {
+        struct watcher *w = s->by_id[i];
+        if (!w || w->id == id)
+            return w;
+    }
+}
+
+static void by_id_insert(struct watch_stream *s, struct watcher *w)
+{
+    size_t i = id_slot(s, w->id);
+    while (s->by_id[i])
+        i = (i + 1) & (s->by_id_cap - 1);
+    s->by_id[i] = w;
+}
+
+/* Links w into its stream: the list and the id table (kept at most half full). */
+static void stream_add_watcher(struct watch_stream *s, struct watcher *w)
+{
+    if (2 * (s->n_watchers + 1) > s->by_id_cap) {
+        struct watcher **old = s->by_id;
+        size_t old_cap = s->by_id_cap;
+        s->by_id_cap = old_cap ? old_cap * 2 : 8;
+        s->by_id = calloc(s->by_id_cap, sizeof(*s->by_id));
+        if (!s->by_id)
+            abort();
+        for (size_t i = 0; i < old_cap; i++)
+            if (old[i])
+                by_id_insert(s, old[i]);
+        free(old);
+    }
+    by_id_insert(s, w);
+    s->n_watchers++;
+    w->prev_in_stream = NULL;
+    w->next_in_stream = s->watchers;
+    if (s->watchers)
+        s->watchers->prev_in_stream = w;
+    s->watchers = w;
+}
+
+static void stream_remove_watcher(struct watch_stream *s, struct watcher *w)
+{
+    size_t mask = s->by_id_cap - 1, i = id_slot(s, w->id);
+    while (s->by_id[i] != w)
+        i = (i + 1) & mask;
+    /* Backward-shift deletion: move later members of the probe run into the hole. */
+    for (size_t j = (i + 1) & mask; s->by_id[j]; j = (j + 1) & mask) {
+        size_t home = id_slot(s, s->by_id[j]->id);
+        if (((j - home) & mask) >= ((j - i) & mask)) {
+            s->by_id[i] = s->by_id[j];
+            i = j;
+        }
+    }
+    s->by_id[i] = NULL;
+    s->n_watchers--;
+    if (w->prev_in_stream)
+        w->prev_in_stream->next_in_stream = w->next_in_stream;
+    else
+        s->watchers = w->next_in_stream;
+    if (w->next_in_stream)
+        w->next_in_stream->prev_in_stream = w->prev_in_stream;
 }
 
 /* Unlinks and frees a watcher; hub->mu held. */
 static void watcher_remove(struct watch_hub *hub, struct watcher *w)
 {
-    struct watcher **link = &w->stream->watchers;
-    while (*link && *link != w)
-        link = &(*link)->next_in_stream;
-    if (*link)
-        *link = w->next_in_stream;
+    stream_remove_watcher(w->stream, w);
     if (w->synced) {
         if (w->prev_kv)
             hub->prev_kv_watchers--;
@@ -420,7 +514,7 @@ static void watcher_remove(struct watch_hub *hub, struct watcher *w)
     } else {
         unsynced_remove(hub, w);
     }
-    watcher_free(w);
+    free(w);
 }
 
 /* Answers a progress request when every watcher of the stream is synced; hub->mu held. */
@@ -459,7 +553,7 @@ static void visit_event(struct watcher *w, void *arg)
         w->next_touched = v->touched;
         v->touched = w;
     }
-    batch_push(w, shaped);
+    batch_push(w, shaped, v->arena);
 }
 
 /* Hands a batch of events to the synced watchers through the index; hub->mu held. */
@@ -477,10 +571,10 @@ static void dispatch(struct watch_hub *hub, const struct mvcc_events *ev, struct
         if (stream_congested(w->stream)) {
             unsynced_add(hub, w); /* replays from next_rev when the client reads again */
         } else {
-            send_events(w, w->batch, w->batch_n, ev->through_rev);
+            batch_send(w, ev->through_rev, arena);
             w->next_rev = ev->through_rev + 1;
         }
-        w->batch_n = 0;
+        batch_clear(w);
     }
     /* Every other synced watcher follows synced_rev implicitly (effective_next). */
     if (ev->through_rev > hub->synced_rev)
@@ -533,7 +627,7 @@ static void *tail_main(void *arg)
             pthread_mutex_unlock(&hub->mu);
             if (caught_up) {
                 fdb_error_t werr = 0;
-                if (mvcc_wait_change(m, ev.through_rev, WAIT_MS, &werr) != 0) {
+                if (mvcc_wait_change(m, ev.through_rev, WAIT_MS, &hub->tail_wake, &werr) != 0) {
                     struct timespec pause = {0, 100 * 1000 * 1000};
                     nanosleep(&pause, NULL);
                 }
@@ -544,24 +638,6 @@ static void *tail_main(void *arg)
 }
 
 /* ---- the worker thread: requests, catch-up, progress ---- */
-
-static struct watcher *find_watcher(struct watch_stream *s, int64_t id)
-{
-    for (struct watcher *w = s->watchers; w; w = w->next_in_stream)
-        if (w->id == id)
-            return w;
-    return NULL;
-}
-
-static uint8_t *dup_bytes(const ProtobufCBinaryData *b)
-{
-    uint8_t *p = malloc(b->len ? b->len : 1);
-    if (!p)
-        abort();
-    if (b->len)
-        memcpy(p, b->data, b->len);
-    return p;
-}
 
 static void handle_create(struct watch_hub *hub, struct watch_stream *s,
                           const Etcdserverpb__WatchCreateRequest *c)
@@ -598,19 +674,22 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
             s->next_id++;
         id = s->next_id++;
     }
-    struct watcher *w = calloc(1, sizeof(*w));
+    int open_end = c->range_end.len == 1 && c->range_end.data[0] == 0;
+    size_t end_len = open_end ? 0 : c->range_end.len;
+    struct watcher *w = calloc(1, sizeof(*w) + c->key.len + end_len);
     if (!w)
         abort();
     w->stream = s;
     w->id = id;
-    w->key = dup_bytes(&c->key);
-    w->key_len = c->key.len;
-    if (c->range_end.len == 1 && c->range_end.data[0] == 0) {
-        w->open_end = 1;
-    } else if (c->range_end.len) {
-        w->end = dup_bytes(&c->range_end);
-        w->end_len = c->range_end.len;
-    }
+    if (c->key.len)
+        memcpy(w->bytes, c->key.data, c->key.len);
+    w->key = w->bytes;
+    w->key_len = (uint32_t)c->key.len;
+    w->open_end = open_end;
+    if (end_len)
+        memcpy(w->bytes + c->key.len, c->range_end.data, end_len);
+    w->end = w->bytes + c->key.len;
+    w->end_len = (uint32_t)end_len;
     for (size_t i = 0; i < c->n_filters; i++) {
         if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
             w->no_put = 1;
@@ -626,12 +705,11 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
     send_control(s, id, current, 1, 0, 0, NULL);
     if (c->start_revision > 0 && c->start_revision < compacted) {
         send_control(s, id, current, 0, 1, compacted, NULL);
-        watcher_free(w);
+        free(w);
         pthread_mutex_unlock(&hub->mu);
         return;
     }
-    w->next_in_stream = s->watchers;
-    s->watchers = w;
+    stream_add_watcher(s, w);
     if (w->next_rev > hub->synced_rev)
         make_synced(hub, w);
     else
@@ -678,40 +756,91 @@ static void handle_request(struct watch_hub *hub, struct request *r)
     }
 }
 
-/* Replays the log for one unsynced watcher (one chunk). Returns 1 if it did work. */
+/* An unsynced watcher taking part in a catch-up read, identified again after the read. */
+struct catch_up_member {
+    struct watch_stream *stream;
+    int64_t id;
+    int64_t next_rev;
+};
+
+/* Delivers a catch-up chunk covering (after, ev->through_rev] to one member that is still
+ * where it was when the read started; hub->mu held. */
+static void catch_up_deliver(struct watch_hub *hub, const struct catch_up_member *m, int err,
+                             const struct mvcc_events *ev, struct arena *arena)
+{
+    struct watch_stream *s = m->stream;
+    struct watcher *w = s->closing ? NULL : find_watcher(s, m->id); /* cancelled meanwhile? */
+    if (!w || w->synced || w->next_rev != m->next_rev)
+        return;
+    if (err == MVCC_ERR_COMPACTED) {
+        if (w->next_rev < ev->compact_rev) {
+            send_control(s, w->id, ev->current_rev, 0, 1, ev->compact_rev, NULL);
+            watcher_remove(hub, w);
+        }
+        return;
+    }
+    if (err || w->next_rev > ev->through_rev)
+        return;
+    for (size_t i = 0; i < ev->n; i++) {
+        Mvccpb__Event *e = ev->events[i];
+        if (e->kv->mod_revision >= w->next_rev && watcher_matches(w, &e->kv->key)) {
+            Mvccpb__Event *shaped = shape_event(w, e, arena);
+            if (shaped)
+                batch_push(w, shaped, arena);
+        }
+    }
+    batch_send(w, ev->through_rev, arena);
+    w->next_rev = ev->through_rev + 1;
+    if (w->next_rev > hub->synced_rev)
+        make_synced(hub, w);
+    maybe_answer_progress(s);
+}
+
+/* Replays one chunk of the log for the first unsynced watcher whose client reads, and with
+ * the same read for every other such watcher that the chunk can advance (watchers that
+ * start from one revision, as after a client reconnects, share their reads). The first
+ * watcher then goes to the back, so unsynced watchers take turns. Returns 1 if it did
+ * work, 0 if there was none or the store failed. */
 static int catch_up_one(struct watch_hub *hub)
 {
     pthread_mutex_lock(&hub->mu);
-    struct watcher *w = hub->unsynced;
-    while (w && stream_congested(w->stream))
-        w = w->next_unsynced;
-    if (!w) {
+    struct watcher *first = hub->unsynced;
+    while (first && stream_congested(first->stream))
+        first = first->next_unsynced;
+    if (!first) {
         pthread_mutex_unlock(&hub->mu);
         return 0;
     }
-    if (w->next_rev > hub->synced_rev) {
-        make_synced(hub, w);
-        maybe_answer_progress(w->stream);
+    if (first->next_rev > hub->synced_rev) {
+        make_synced(hub, first);
+        maybe_answer_progress(first->stream);
         pthread_mutex_unlock(&hub->mu);
         return 1;
     }
-    int64_t after = w->next_rev - 1;
-    int prev_kv = w->prev_kv;
-    struct watch_stream *s = w->stream;
-    int64_t id = w->id;
-    s->refs++; /* s stays valid while the lock is dropped */
-    /* Move it to the end so unsynced watchers take turns. */
-    unsynced_remove(hub, w);
-    w->synced = 0;
-    struct watcher **tail = &hub->unsynced;
-    struct watcher *prev = NULL;
-    while (*tail) {
-        prev = *tail;
-        tail = &(*tail)->next_unsynced;
+    int64_t after = first->next_rev - 1;
+    int prev_kv = 0;
+    size_t n = 0, cap = 0;
+    struct catch_up_member *members = NULL;
+    struct watcher *last = NULL;
+    for (struct watcher *w = hub->unsynced; w; w = w->next_unsynced) {
+        last = w;
+        if (w->next_rev <= after || w->next_rev > hub->synced_rev || stream_congested(w->stream))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            members = realloc(members, cap * sizeof(*members));
+            if (!members)
+                abort();
+        }
+        members[n++] = (struct catch_up_member){w->stream, w->id, w->next_rev};
+        w->stream->refs++; /* the stream stays valid while the lock is dropped */
+        prev_kv |= w->prev_kv;
     }
-    *tail = w;
-    w->prev_unsynced = prev;
-    w->next_unsynced = NULL;
+    if (last != first) { /* first to the back */
+        unsynced_remove(hub, first);
+        last->next_unsynced = first;
+        first->prev_unsynced = last;
+    }
     pthread_mutex_unlock(&hub->mu);
 
     struct arena arena = {0};
@@ -719,34 +848,17 @@ static int catch_up_one(struct watch_hub *hub)
     fdb_error_t store_error = 0;
     int err = mvcc_read_events(hub->config.mvcc, after, CATCHUP_BATCH, prev_kv, &ev, &arena,
                                &store_error);
+    if (err && err != MVCC_ERR_COMPACTED)
+        log_msg(LOG_WARN, "watch: catch-up read failed (%d), retrying", (int)store_error);
     pthread_mutex_lock(&hub->mu);
-    w = s->closing ? NULL : find_watcher(s, id); /* cancelled meanwhile? */
-    if (w && !w->synced && w->next_rev == after + 1) {
-        if (err == MVCC_ERR_COMPACTED) {
-            send_control(s, id, ev.current_rev, 0, 1, ev.compact_rev, NULL);
-            watcher_remove(hub, w);
-        } else if (!err) {
-            for (size_t i = 0; i < ev.n; i++) {
-                Mvccpb__Event *e = ev.events[i];
-                if (e->kv->mod_revision >= w->next_rev && watcher_matches(w, &e->kv->key)) {
-                    Mvccpb__Event *shaped = shape_event(w, e, &arena);
-                    if (shaped)
-                        batch_push(w, shaped);
-                }
-            }
-            if (w->batch_n)
-                send_events(w, w->batch, w->batch_n, ev.through_rev);
-            w->batch_n = 0;
-            w->next_rev = ev.through_rev + 1;
-            if (w->next_rev > hub->synced_rev)
-                make_synced(hub, w);
-            maybe_answer_progress(s);
-        }
+    for (size_t i = 0; i < n; i++) {
+        catch_up_deliver(hub, &members[i], err, &ev, &arena);
+        stream_unref_locked(members[i].stream);
     }
-    stream_unref_locked(s);
     pthread_mutex_unlock(&hub->mu);
+    free(members);
     arena_free(&arena);
-    return 1;
+    return !err || err == MVCC_ERR_COMPACTED;
 }
 
 /* Periodic progress notifications for synced watchers that asked for them; hub->mu held. */
@@ -833,6 +945,7 @@ int watch_hub_create(const struct watch_config *config, struct watch_hub **out)
     if (hub->config.fragment_bytes <= 0)
         hub->config.fragment_bytes = 1572864;
     pthread_mutex_init(&hub->mu, NULL);
+    hub->tail_wake = (struct mvcc_wake)MVCC_WAKE_INIT;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -861,6 +974,7 @@ void watch_hub_destroy(struct watch_hub *hub)
     hub->stopping = 1;
     pthread_cond_broadcast(&hub->work_cv);
     pthread_mutex_unlock(&hub->mu);
+    mvcc_wake(&hub->tail_wake);
     pthread_join(hub->tail_thread, NULL);
     pthread_join(hub->worker_thread, NULL);
     while (hub->req_head) {

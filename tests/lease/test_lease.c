@@ -12,24 +12,17 @@
 #include "lease/lease.h"
 #include "mvcc/mvcc.h"
 #include "tests/kv/store_harness.h"
+#include "tests/mvcc/mvcc_check.h"
 
 static struct mvcc *M;
-static int prefix_seq;
 
-#define MVCC_OK_(expr)                                                                         \
-    do {                                                                                       \
-        int mvcc_rc_ = (expr);                                                                 \
-        ck_assert_msg(mvcc_rc_ == 0, "%s:%d: %s failed: %s", __FILE__, __LINE__, #expr,        \
-                      mvcc_strerror(mvcc_rc_));                                                \
-    } while (0)
 
 /* Each test gets its own subspace, so leases and leadership do not leak between tests. */
 static void open_mvcc(void)
 {
     char prefix[32];
-    snprintf(prefix, sizeof(prefix), "lease-test-%d", prefix_seq++);
-    struct mvcc_config c = {H.api, H.db, prefix, 128};
-    MVCC_OK_(mvcc_open(&c, &M));
+    fresh_prefix("lease-test", prefix, sizeof(prefix));
+    M = mvcc_open_on(prefix);
 }
 
 static void close_mvcc(void)
