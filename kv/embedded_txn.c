@@ -428,6 +428,7 @@ static FDBFuture *txn_get(FDBTransaction *tr, const uint8_t *key, int key_len, f
 
 struct cursor {
     FDBTransaction *tr;
+    rocksdb_readoptions_t *ro; /* the transaction's snapshot, and this cursor's bounds */
     rocksdb_iterator_t *it;
     struct writemap *wm; /* NULL when there is nothing to merge */
     struct writemap_entry *we;
@@ -440,11 +441,23 @@ struct cursor {
     uint8_t *resolved; /* value of a CHAIN entry, owned */
 };
 
-static void cursor_open(struct cursor *c, FDBTransaction *tr)
+/* Opens a cursor on the transaction's snapshot. When the caller knows the stored keys it can
+ * use lie in [lower, upper), it passes them (else NULL): RocksDB then stops at the bound
+ * instead of stepping over every deletion marker beyond it (cleared ranges leave many, as
+ * lease expiry and compaction do). The bounds must outlive the cursor. */
+static void cursor_open(struct cursor *c, FDBTransaction *tr, const uint8_t *lower,
+                        int lower_len, const uint8_t *upper, int upper_len)
 {
     memset(c, 0, sizeof(*c));
     c->tr = tr;
-    c->it = rocksdb_create_iterator_cf(tr->db->rocks, tr->read_options, tr->db->cf_data);
+    c->ro = rocksdb_readoptions_create();
+    if (tr->snap)
+        rocksdb_readoptions_set_snapshot(c->ro, tr->snap->rocks);
+    if (lower)
+        rocksdb_readoptions_set_iterate_lower_bound(c->ro, (const char *)lower, (size_t)lower_len);
+    if (upper)
+        rocksdb_readoptions_set_iterate_upper_bound(c->ro, (const char *)upper, (size_t)upper_len);
+    c->it = rocksdb_create_iterator_cf(tr->db->rocks, c->ro, tr->db->cf_data);
     if (!tr->ryw_disabled && !writemap_is_empty(tr->writes_view))
         c->wm = tr->writes_view;
 }
@@ -453,6 +466,7 @@ static void cursor_close(struct cursor *c)
 {
     free(c->resolved);
     rocksdb_iter_destroy(c->it);
+    rocksdb_readoptions_destroy(c->ro);
 }
 
 static void cursor_step_iterator(struct cursor *c)
@@ -585,7 +599,7 @@ static fdb_error_t resolve_selector(FDBTransaction *tr, const uint8_t *key, int 
     int max_len;
     const uint8_t *max = max_read_key(tr, &max_len);
     struct cursor c;
-    cursor_open(&c, tr);
+    cursor_open(&c, tr, NULL, 0, NULL, 0);
     const uint8_t *result;
     int result_len;
     if (offset >= 1) {
@@ -734,7 +748,7 @@ static FDBFuture *txn_get_range(FDBTransaction *tr, const uint8_t *bkey, int bke
     int more = 0;
     if (!err && key_cmp(begin, begin_len, end, end_len) < 0) {
         struct cursor c;
-        cursor_open(&c, tr);
+        cursor_open(&c, tr, begin, begin_len, end, end_len);
         if (!reverse)
             cursor_seek_ge(&c, begin, begin_len, 1);
         else

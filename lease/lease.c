@@ -23,8 +23,11 @@
 #include "kv/retry.h"
 
 #define LEADER_HOLD_MS 5000
-#define STEP_MS 500
-#define EXPIRE_BATCH 256
+#define STEP_MS 500        /* leadership is renewed this often */
+#define EXPIRE_EVERY_MS 100 /* the leader looks for due leases this often */
+#define EXPIRE_BATCH 1024
+#define EXPIRE_GROUP 32 /* leases revoked by one expiry transaction (one revision) */
+#define REVOKERS 8      /* expiry transactions in flight at once */
 
 struct lease_mgr {
     struct mvcc *m;
@@ -34,6 +37,7 @@ struct lease_mgr {
     uint8_t fence_value[32]; /* ballot(8) owner(16) until(8) as last written; the first 24
                                 bytes are the term, the fence of every revoke */
     int leader;
+    int64_t last_claim_ms;
     pthread_t thread;
     int has_thread;
     pthread_mutex_t mu;
@@ -109,7 +113,9 @@ static fdb_error_t claim_body(const struct kv_api *api, FDBTransaction *tr, void
     return 0;
 }
 
-int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
+/* Takes or renews leadership; a new term first extends every lease. Returns 1 if this
+ * process leads. */
+static int claim(struct lease_mgr *mgr, int64_t now_ms)
 {
     const struct kv_api *api = mvcc_api(mgr->m);
     uint8_t previous[32];
@@ -122,6 +128,7 @@ int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
         memcpy(mgr->fence_value, previous, 32);
         return 0;
     }
+    mgr->last_claim_ms = now_ms;
     if (!c.won) {
         if (mgr->leader)
             log_msg(LOG_INFO, "lease: lost leadership");
@@ -129,53 +136,119 @@ int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
         return 0;
     }
     mgr->leader = 1;
-    /* The fence is the term: ballot and owner. */
-    struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 24};
-    fdb_error_t store_error = 0;
     if (!c.renewed) { /* a new term: every lease gets its full TTL again */
         log_msg(LOG_INFO, "lease: became leader (ballot %lld)", (long long)get64(mgr->fence_value));
+        struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 24};
+        fdb_error_t store_error = 0;
         if (mvcc_lease_extend_all(mgr->m, now_ms, &fence, &store_error) != 0) {
             mgr->leader = 0; /* try again next step */
             return 0;
         }
     }
+    return 1;
+}
+
+/* Revokes a batch of due leases: groups of EXPIRE_GROUP per transaction, REVOKERS
+ * transactions at a time. */
+struct revoke_batch {
+    struct lease_mgr *mgr;
+    const int64_t *ids;
+    size_t n;
+    int64_t now_ms;
+    pthread_mutex_t mu;
+    size_t next;
+    int revoked, fenced;
+};
+
+static void *revoker_main(void *arg)
+{
+    struct revoke_batch *b = arg;
+    struct mvcc_fence fence = {b->mgr->record_key, b->mgr->record_key_len, b->mgr->fence_value, 24};
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        size_t i = b->fenced ? b->n : b->next;
+        size_t n = b->n - i < EXPIRE_GROUP ? b->n - i : EXPIRE_GROUP;
+        b->next = i + n;
+        pthread_mutex_unlock(&b->mu);
+        if (i >= b->n)
+            return NULL;
+        int done = 0;
+        fdb_error_t store_error = 0;
+        int rc = mvcc_lease_expire(b->mgr->m, b->ids + i, n, b->now_ms, &fence, &done,
+                                   &store_error);
+        if (rc == MVCC_ERR_TOO_LARGE) /* leases with many keys: one transaction each */
+            for (size_t j = 0; j < n && rc != MVCC_ERR_FENCED; j++) {
+                int one = 0;
+                rc = mvcc_lease_expire(b->mgr->m, b->ids + i + j, 1, b->now_ms, &fence, &one,
+                                       &store_error);
+                done += one;
+            }
+        pthread_mutex_lock(&b->mu);
+        b->revoked += done;
+        if (rc == MVCC_ERR_FENCED)
+            b->fenced = 1;
+        pthread_mutex_unlock(&b->mu);
+    }
+}
+
+/* Expires what is due at now_ms. Returns the number of leases revoked. */
+static int expire(struct lease_mgr *mgr, int64_t now_ms)
+{
     int revoked = 0;
     for (;;) {
         struct arena a = {0};
         int64_t *ids;
         size_t n;
+        fdb_error_t store_error = 0;
         if (mvcc_lease_expired(mgr->m, now_ms, EXPIRE_BATCH, &ids, &n, &a, &store_error) != 0) {
             arena_free(&a);
             break;
         }
-        for (size_t i = 0; i < n; i++) {
-            int64_t rev;
-            int done = 0;
-            int rc = mvcc_lease_revoke(mgr->m, ids[i], now_ms, &fence, &rev, &done, &store_error);
-            if (rc == MVCC_ERR_FENCED) {
-                mgr->leader = 0;
-                arena_free(&a);
-                return revoked;
-            }
-            revoked += done;
-        }
+        struct revoke_batch b = {mgr, ids, n, now_ms, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+        pthread_t th[REVOKERS];
+        size_t groups = (n + EXPIRE_GROUP - 1) / EXPIRE_GROUP;
+        size_t threads = groups < REVOKERS ? groups : REVOKERS, started = 0;
+        for (; started + 1 < threads; started++) /* the calling thread is one of them */
+            if (pthread_create(&th[started], NULL, revoker_main, &b) != 0)
+                break;
+        revoker_main(&b);
+        for (size_t i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&b.mu);
         arena_free(&a);
+        revoked += b.revoked;
+        if (b.fenced) {
+            mgr->leader = 0;
+            break;
+        }
         if (n < EXPIRE_BATCH)
             break;
     }
     return revoked;
 }
 
+int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
+{
+    if (!claim(mgr, now_ms))
+        return 0;
+    return expire(mgr, now_ms);
+}
+
 static void *lease_main(void *arg)
 {
     struct lease_mgr *mgr = arg;
     for (;;) {
-        lease_mgr_step(mgr, lease_now_ms());
+        int64_t now = lease_now_ms();
+        int leads = mgr->leader;
+        if (!leads || now - mgr->last_claim_ms >= STEP_MS || now < mgr->last_claim_ms)
+            leads = claim(mgr, now);
+        if (leads)
+            expire(mgr, now);
         pthread_mutex_lock(&mgr->mu);
         if (!mgr->stopping) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += STEP_MS * 1000000L;
+            ts.tv_nsec += (leads ? EXPIRE_EVERY_MS : STEP_MS) * 1000000L;
             if (ts.tv_nsec >= 1000000000L) {
                 ts.tv_sec++;
                 ts.tv_nsec -= 1000000000L;

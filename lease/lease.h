@@ -1,7 +1,7 @@
 /* lease.h -- lease expiry: exactly one process of those sharing a store expires leases.
  *
  * Leadership is a record in the store (P (0, "lease-leader"): ballot, owner, valid-until);
- * the leader renews it every second and holds it for 5 s. Every expiry transaction reads
+ * the leader renews it every 0.5 s and holds it for 5 s. Every expiry transaction reads
  * the record (a fence): a process that lost leadership can never delete keys, because its
  * read either sees another owner or conflicts with the takeover. A new leader first gives
  * every lease its full TTL again, as etcd does on a leader change, so no lease expires
@@ -26,7 +26,8 @@ void lease_mgr_destroy(struct lease_mgr *mgr);
 int lease_mgr_is_leader(struct lease_mgr *mgr);
 
 /* One round of the loop: take or renew leadership, then expire what is due. Returns the
- * number of leases revoked. The thread calls it every 500 ms; tests call it directly. */
+ * number of leases revoked. Tests call it directly; the thread renews leadership every
+ * 500 ms and, while it leads, looks for due leases every 100 ms. */
 int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms);
 
 /* A manager without its own thread, for tests that drive lease_mgr_step(). */

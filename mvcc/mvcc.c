@@ -2040,6 +2040,8 @@ struct lease_req {
     int64_t *ids;
     size_t max;
     int64_t resume_from, resume_next; /* extend_all: where a chunk starts and the next one */
+    const int64_t *batch; /* expire: the leases to revoke together */
+    size_t batch_n;
 };
 
 /* A run() for lease bookkeeping: commits, but creates no revision. */
@@ -2285,24 +2287,21 @@ static int check_fence(struct exec *ex, const struct mvcc_fence *fence)
     return same ? 0 : body_fail(ex, MVCC_ERR_FENCED);
 }
 
-static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
+/* Revokes lease id in this transaction: deletes every key still attached to it and the
+ * lease. With expired_before_ms > 0 it does nothing if the lease was renewed past it. */
+static int revoke_one(struct exec *ex, struct lease_req *r, int64_t id, int *revoked)
 {
-    struct lease_req *r = (struct lease_req *)req;
-    r->revoked = 0;
-    int err = check_fence(ex, r->fence);
-    if (err)
-        return err;
+    *revoked = 0;
     struct mvcc_lease l;
     int found;
-    err = read_lease(ex, r->id, &l, &found);
+    int err = read_lease(ex, id, &l, &found);
     if (err)
         return err;
     if (!found)
-        return body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+        return MVCC_ERR_LEASE_NOT_FOUND; /* the caller decides: failure or skip */
     if (r->expired_before_ms > 0 && l.expires_at_ms > r->expired_before_ms)
         return 0; /* renewed meanwhile */
-    /* Delete every key still attached to this lease, in this one revision. */
-    r->n = 0;
+    r->id = id;
     err = lease_keys_fn(ex, r, NULL);
     if (err)
         return err;
@@ -2311,25 +2310,77 @@ static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
         err = get_latest(ex, &r->keys[i], &kv);
         if (err)
             return err;
-        if (kv && kv->lease == r->id)
+        if (kv && kv->lease == id)
             write_delete(ex, kv, 0);
     }
     struct tuple_buf begin, end;
     tuple_buf_init(&begin);
     tuple_buf_init(&end);
-    keys_lease_keys_range(&ex->m->keys, r->id, &begin, &end);
+    keys_lease_keys_range(&ex->m->keys, id, &begin, &end);
     ex->api->transaction_clear_range(ex->tr, begin.data, (int)begin.len, end.data, (int)end.len);
     tuple_buf_free(&begin);
     tuple_buf_free(&end);
-    keys_lease(&ex->m->keys, &ex->k1, r->id);
+    keys_lease(&ex->m->keys, &ex->k1, id);
     ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
-    keys_lease_expiry(&ex->m->keys, &ex->k1, l.expires_at_ms, r->id);
+    keys_lease_expiry(&ex->m->keys, &ex->k1, l.expires_at_ms, id);
     ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
-    r->revoked = 1;
+    *revoked = 1;
+    return 0;
+}
+
+static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    (void)resp;
+    r->revoked = 0;
+    int err = check_fence(ex, r->fence);
+    if (err)
+        return err;
+    int done;
+    err = revoke_one(ex, r, r->id, &done);
+    if (err == MVCC_ERR_LEASE_NOT_FOUND)
+        return body_fail(ex, err);
+    if (err)
+        return err;
+    r->revoked = done;
     r->revision = ex->cur_rev;
     if (ex->writes)
         patch_later(ex, &r->revision);
     return 0;
+}
+
+/* Expiry of several leases in one transaction (one revision): leases already gone or
+ * renewed are skipped. */
+static int lease_expire_fn(struct exec *ex, const void *req, void *resp)
+{
+    struct lease_req *r = (struct lease_req *)req;
+    (void)resp;
+    r->revoked = 0;
+    int err = check_fence(ex, r->fence);
+    if (err)
+        return err;
+    for (size_t i = 0; i < r->batch_n; i++) {
+        int done;
+        err = revoke_one(ex, r, r->batch[i], &done);
+        if (err == MVCC_ERR_LEASE_NOT_FOUND)
+            continue;
+        if (err)
+            return err;
+        r->revoked += done;
+    }
+    return 0;
+}
+
+int mvcc_lease_expire(struct mvcc *m, const int64_t *ids, size_t n, int64_t expired_before_ms,
+                      const struct mvcc_fence *fence, int *revoked, fdb_error_t *store_error)
+{
+    struct lease_req r = {.expired_before_ms = expired_before_ms, .fence = fence,
+                          .batch = ids, .batch_n = n};
+    struct arena a = {0};
+    int rc = run(m, lease_expire_fn, &r, NULL, 1, &a, store_error);
+    arena_free(&a);
+    *revoked = rc ? 0 : r.revoked;
+    return rc;
 }
 
 int mvcc_lease_revoke(struct mvcc *m, int64_t id, int64_t expired_before_ms,

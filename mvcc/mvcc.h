@@ -115,6 +115,12 @@ struct mvcc_fence {
 int mvcc_lease_revoke(struct mvcc *m, int64_t id, int64_t expired_before_ms,
                       const struct mvcc_fence *fence, int64_t *revision, int *revoked,
                       fdb_error_t *store_error);
+/* Expiry: revokes those of ids[0..n) that expired before expired_before_ms, all in one
+ * transaction and so one revision (each lease's keys deleted together); leases gone or
+ * renewed meanwhile are skipped. *revoked: how many were revoked. MVCC_ERR_FENCED if the
+ * fence no longer holds. */
+int mvcc_lease_expire(struct mvcc *m, const int64_t *ids, size_t n, int64_t expired_before_ms,
+                      const struct mvcc_fence *fence, int *revoked, fdb_error_t *store_error);
 /* Sets every lease's expiry to at least now + its TTL (a new lease leader does this so no
  * lease expires because leadership moved), fenced; in chunks. */
 int mvcc_lease_extend_all(struct mvcc *m, int64_t now_ms, const struct mvcc_fence *fence,
