@@ -27,6 +27,9 @@ struct collector {
     pthread_cond_t cv;
     Etcdserverpb__WatchResponse **resps;
     size_t n, cap;
+    /* a client that does not read: bytes sent since it last read, and the most seen */
+    int stalled;
+    size_t unread, max_unread, largest;
 };
 
 static int collect_send(void *arg, const Etcdserverpb__WatchResponse *r)
@@ -46,6 +49,13 @@ static int collect_send(void *arg, const Etcdserverpb__WatchResponse *r)
         ck_assert_ptr_nonnull(c->resps);
     }
     c->resps[c->n++] = copy;
+    if (c->stalled) {
+        c->unread += len;
+        if (c->unread > c->max_unread)
+            c->max_unread = c->unread;
+    }
+    if (len > c->largest)
+        c->largest = len;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
     return 0;
@@ -53,8 +63,11 @@ static int collect_send(void *arg, const Etcdserverpb__WatchResponse *r)
 
 static size_t collect_pending(void *arg)
 {
-    (void)arg;
-    return 0;
+    struct collector *c = arg;
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->unread;
+    pthread_mutex_unlock(&c->mu);
+    return n;
 }
 
 static void collector_init(struct collector *c)
@@ -96,15 +109,21 @@ static struct watch_stream *open_stream(struct watch_hub *hub, struct collector 
     return watch_stream_open(hub, &sink);
 }
 
-static struct watch_hub *open_hub(struct mvcc *m)
+static struct watch_hub *open_hub_limited(struct mvcc *m, size_t max_pending_bytes)
 {
     struct watch_config cfg = {0};
     cfg.mvcc = m;
+    cfg.max_pending_bytes = max_pending_bytes;
     cfg.cluster_id = 1;
     cfg.member_id = 2;
     struct watch_hub *hub = NULL;
     ck_assert_int_eq(watch_hub_create(&cfg, &hub), 0);
     return hub;
+}
+
+static struct watch_hub *open_hub(struct mvcc *m)
+{
+    return open_hub_limited(m, 0);
 }
 
 static ProtobufCBinaryData B(const char *s)
@@ -588,6 +607,54 @@ START_TEST(test_thousands_of_watchers_on_one_stream)
 }
 END_TEST
 
+START_TEST(test_client_that_stops_reading_is_bounded_then_catches_up)
+{
+    char prefix[64];
+    fresh_prefix("watch-slow", prefix, sizeof(prefix));
+    struct mvcc *m = mvcc_open_on(prefix);
+    enum { LIMIT = 8 << 10 };
+    struct watch_hub *hub = open_hub_limited(m, LIMIT);
+    struct collector c;
+    collector_init(&c);
+    struct watch_stream *s = open_stream(hub, &c);
+    int64_t start = current_rev(m) + 1;
+    create_watch(s, 1, "k/", "k0", 0, 1);
+    create_watch(s, 2, "k/07", NULL, 0, 0);
+    sync_stream(s, &c);
+    pthread_mutex_lock(&c.mu);
+    c.stalled = 1; /* from now on the client reads nothing */
+    pthread_mutex_unlock(&c.mu);
+    run_writers(m, 4, 300);
+    int64_t last = current_rev(m);
+    /* Let the hub try to deliver everything it can to the stalled client. */
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    pthread_mutex_lock(&c.mu);
+    size_t queued = c.max_unread, largest = c.largest;
+    c.stalled = 0;
+    c.unread = 0; /* the client reads everything queued */
+    pthread_mutex_unlock(&c.mu);
+    /* What waits for the client stays within the limit plus one response per watcher. */
+    ck_assert_msg(queued <= LIMIT + 2 * largest, "%zu bytes queued for a stalled client", queued);
+    struct upto u = {1, last};
+    wait_until(&c, reached, &u);
+    sync_stream(s, &c);
+    struct arena a = {0};
+    struct mvcc_events hist = history(m, start - 1, &a);
+    ck_assert_uint_eq(check_watch(&c, 1, &hist, "k/", "k0", start, 1), hist.n);
+    check_watch(&c, 2, &hist, "k/07", NULL, start, 0);
+    size_t history_bytes = 0;
+    for (size_t i = 0; i < hist.n; i++)
+        history_bytes += mvccpb__event__get_packed_size(hist.events[i]);
+    ck_assert_uint_gt(history_bytes, 4 * LIMIT); /* much more than the limit was written */
+    arena_free(&a);
+    watch_stream_close(s);
+    watch_hub_destroy(hub);
+    collector_free(&c);
+    mvcc_close(m);
+}
+END_TEST
+
 int main(void)
 {
     harness_start();
@@ -598,6 +665,7 @@ int main(void)
     tcase_add_test(tc, test_two_processes_under_store_faults);
     tcase_add_test(tc, test_replay_from_many_revisions_then_live);
     tcase_add_test(tc, test_thousands_of_watchers_on_one_stream);
+    tcase_add_test(tc, test_client_that_stops_reading_is_bounded_then_catches_up);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
