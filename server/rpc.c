@@ -903,10 +903,14 @@ void rpc_server_shutdown(struct rpc_server *s)
     if (!s->started)
         return;
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
-    /* Streams never end by themselves: close them now; unary calls finish normally. */
+    /* Streams never end by themselves: close them now, as etcd does when it stops
+     * (Unavailable, "etcdserver: server stopped"), so clients such as clientv3 reconnect and
+     * resume their watches rather than treat them as cancelled by the server. Unary calls
+     * finish normally. */
     pthread_mutex_lock(&s->lock);
     for (struct rpc_stream *st = s->live_streams; st; st = st->next_live)
-        grpc_call_cancel(st->call, NULL);
+        grpc_call_cancel_with_status(st->call, GRPC_STATUS_UNAVAILABLE, "etcdserver: server stopped",
+                                     NULL);
     pthread_mutex_unlock(&s->lock);
     /* In-flight unary calls finish; streams get a grace period, then are cancelled. */
     struct timespec deadline;

@@ -33,6 +33,9 @@ type server struct {
 	addr     string // host:port
 	endpoint string // http://host:port
 	logPath  string
+	bin      string
+	dataDir  string
+	opts     serverOpts
 	exited   chan struct{}
 	waitErr  error
 	stopOnce sync.Once
@@ -83,30 +86,52 @@ func startServer(t testing.TB, opts serverOpts) *server {
 }
 
 func tryStart(t testing.TB, bin, dir string, attempt int, opts serverOpts) (*server, error) {
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := &server{
 		t:        t,
 		addr:     addr,
 		endpoint: "http://" + addr,
 		logPath:  filepath.Join(dir, fmt.Sprintf("etcd-fdb-%d.log", attempt)),
+		bin:      bin,
+		dataDir:  filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+		opts:     opts,
 		exited:   make(chan struct{}),
 	}
+	return s, s.launch()
+}
+
+// restart stops the server (SIGTERM) and starts it again on the same port and data
+// directory, as an operator restarting etcd under its clients would.
+func (s *server) restart(t testing.TB) *server {
+	t.Helper()
+	s.stop()
+	n := &server{t: t, addr: s.addr, endpoint: s.endpoint, logPath: s.logPath + ".restarted",
+		bin: s.bin, dataDir: s.dataDir, opts: s.opts, exited: make(chan struct{})}
+	if err := n.launch(); err != nil {
+		t.Fatalf("etcd-fdb did not restart: %v", err)
+	}
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+// launch starts the process and waits until it serves.
+func (s *server) launch() error {
+	opts := s.opts
 	logf, err := os.Create(s.logPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	args := append([]string{
-		"--data-dir", filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+		"--data-dir", s.dataDir,
 		"--listen-client-urls", s.endpoint,
 	}, opts.args...)
-	s.cmd = exec.Command(bin, args...)
+	s.cmd = exec.Command(s.bin, args...)
 	s.cmd.Stdout = logf
 	s.cmd.Stderr = logf
 	s.cmd.Env = append(os.Environ(), opts.env...)
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, err
+		return err
 	}
 	go func() {
 		s.waitErr = s.cmd.Wait()
@@ -116,9 +141,9 @@ func tryStart(t testing.TB, bin, dir string, attempt int, opts serverOpts) (*ser
 	if err := s.waitReady(15 * time.Second); err != nil {
 		s.cmd.Process.Kill()
 		<-s.exited
-		return nil, fmt.Errorf("%v\n%s", err, s.logTail())
+		return fmt.Errorf("%v\n%s", err, s.logTail())
 	}
-	return s, nil
+	return nil
 }
 
 func (s *server) waitReady(limit time.Duration) error {

@@ -597,6 +597,40 @@ func TestShutdownWithOpenWatches(t *testing.T) {
 	s.stop()
 }
 
+// TestWatchSurvivesServerRestart: a watch open while the server is restarted (SIGTERM, then
+// started again on the same port and data) is resumed by clientv3 and sees later writes, as
+// with etcd: the server ends streams as "server stopped" (Unavailable), not as a cancel.
+func TestWatchSurvivesServerRestart(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+	ctx := ctxT(t, 60*time.Second)
+	wch := watchCreated(t, ctx, c, "restart/k")
+	s.restart(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Put(pctx, "restart/k", "after")
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("put after restart: %v", err)
+		}
+	}
+	select {
+	case resp, ok := <-wch:
+		if !ok || resp.Canceled || resp.Err() != nil {
+			t.Fatalf("the watch ended with the restart: open=%v canceled=%v err=%v", ok, resp.Canceled, resp.Err())
+		}
+		if len(resp.Events) != 1 || string(resp.Events[0].Kv.Value) != "after" {
+			t.Fatalf("events after restart: %v", resp.Events)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event after the restart")
+	}
+}
+
 // TestWatchStreamCancelStorm: streams whose client cancels many watches and closes the
 // stream at once (clientv3 sends a cancel request per watch when the context ends, while the
 // stream goes away) leave the server serving.
