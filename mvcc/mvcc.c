@@ -945,6 +945,8 @@ static void clear_latest_range(struct exec *ex, const ProtobufCBinaryData *from,
     tuple_buf_free(&e);
 }
 
+#define DELETE_POINTWISE_MAX 64
+
 /* Deletes the keys of req's range; with ex->delete_limit, at most that many from
  * ex->delete_from, setting ex->delete_more and ex->delete_next (a chunk of a DeleteRange too
  * large for one transaction). */
@@ -968,9 +970,12 @@ static int exec_delete_range(struct exec *ex, const Etcdserverpb__DeleteRangeReq
         l.count = ex->delete_limit;
     }
     /* One range clear for the newest records instead of a clear (and a conflict range) per
-     * key: a large DeleteRange then fits one store transaction far longer. After earlier
-     * writes of the same Txn, keys go one by one, own writes included (5). */
-    int by_range = ex->own_count == 0;
+     * key: a large DeleteRange then fits one store transaction far longer. Small ones (a
+     * kube-apiserver delete is one key) clear key by key: a range clear costs every later
+     * read of the embedded store until RocksDB flushes its memtable (RocksDB 7 re-reads all
+     * range deletions of the memtable on each read). After earlier writes of the same Txn,
+     * keys go one by one, own writes included (5). */
+    int by_range = ex->own_count == 0 && l.count > DELETE_POINTWISE_MAX;
     if (!by_range)
         merge_own(ex, &req->key, &req->range_end, &l);
     else if (l.count)
@@ -2040,6 +2045,7 @@ struct lease_req {
     int64_t *ids;
     size_t max;
     int64_t resume_from, resume_next; /* extend_all: where a chunk starts and the next one */
+    int for_revoke;       /* lease_keys_fn: read with conflicts */
     const int64_t *batch; /* expire: the leases to revoke together */
     size_t batch_n;
 };
@@ -2166,7 +2172,9 @@ static int lease_keys_fn(struct exec *ex, const void *req, void *resp)
     keys_lease_keys_range(&ex->m->keys, r->id, &begin, &end);
     struct key_collect c = {r, {0}, 0, 0};
     tuple_buf_init(&c.key);
-    fdb_error_t err = store_scan(ex, &begin, &end, 1, lease_key_row, &c);
+    /* A revoke reads the list with a conflict range: a key attached meanwhile makes it retry
+     * and delete that key too, instead of leaving it attached to a revoked lease. */
+    fdb_error_t err = store_scan(ex, &begin, &end, !r->for_revoke, lease_key_row, &c);
     tuple_buf_free(&c.key);
     tuple_buf_free(&begin);
     tuple_buf_free(&end);
@@ -2302,6 +2310,7 @@ static int revoke_one(struct exec *ex, struct lease_req *r, int64_t id, int *rev
     if (r->expired_before_ms > 0 && l.expires_at_ms > r->expired_before_ms)
         return 0; /* renewed meanwhile */
     r->id = id;
+    r->for_revoke = 1;
     err = lease_keys_fn(ex, r, NULL);
     if (err)
         return err;
@@ -2313,13 +2322,10 @@ static int revoke_one(struct exec *ex, struct lease_req *r, int64_t id, int *rev
         if (kv && kv->lease == id)
             write_delete(ex, kv, 0);
     }
-    struct tuple_buf begin, end;
-    tuple_buf_init(&begin);
-    tuple_buf_init(&end);
-    keys_lease_keys_range(&ex->m->keys, id, &begin, &end);
-    ex->api->transaction_clear_range(ex->tr, begin.data, (int)begin.len, end.data, (int)end.len);
-    tuple_buf_free(&begin);
-    tuple_buf_free(&end);
+    /* The lease's key list, entry by entry (it was just read whole): a range clear would
+     * cost later reads of the embedded store (see exec_delete_range). */
+    for (size_t i = 0; i < r->n; i++)
+        set_lease_key(ex, id, r->keys[i].data, r->keys[i].len, 0);
     keys_lease(&ex->m->keys, &ex->k1, id);
     ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
     keys_lease_expiry(&ex->m->keys, &ex->k1, l.expires_at_ms, id);
