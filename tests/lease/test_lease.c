@@ -140,10 +140,18 @@ START_TEST(test_keepalive_postpones_expiry)
     MVCC_OK_(mvcc_lease_renew(M, 7, t0 + 2000, &l, &found, &rev, &se));
     ck_assert(found);
     ck_assert_int_eq(l.expires_at_ms, t0 + 5000);
-    /* a renewal soon after writes nothing: the stored expiry is still far enough away */
+    /* a renewal within 0.5 s of the last writes nothing */
     MVCC_OK_(mvcc_lease_renew(M, 7, t0 + 2100, &l, &found, &rev, &se));
     ck_assert_int_eq(l.expires_at_ms, t0 + 5000);
-    ck_assert_int_eq(lease_mgr_step(a, t0 + 4000), 0);
+    /* one keepalive soon after the grant, then none: TTL after that keepalive, as etcd */
+    MVCC_OK_(mvcc_lease_grant(M, 8, 3, t0, &rev, &se));
+    put("k8", 8);
+    MVCC_OK_(mvcc_lease_renew(M, 8, t0 + 700, &l, &found, &rev, &se));
+    ck_assert_int_eq(l.expires_at_ms, t0 + 3700);
+    ck_assert_int_eq(lease_mgr_step(a, t0 + 3600), 0);
+    ck_assert_int_eq(exists("k8"), 1);
+    ck_assert_int_eq(lease_mgr_step(a, t0 + 4000), 1); /* lease 8 */
+    ck_assert_int_eq(exists("k8"), 0);
     ck_assert_int_eq(exists("k"), 1);
     ck_assert_int_eq(lease_mgr_step(a, t0 + 5001), 1);
     ck_assert_int_eq(exists("k"), 0);
