@@ -8,6 +8,16 @@ if(GO_EXECUTABLE)
   set_tests_properties(go_tests PROPERTIES
     ENVIRONMENT "ETCD_FDB_BIN=$<TARGET_FILE:etcd-fdb>"
     TIMEOUT 1200)
+  # The same test files with clientv3 3.6 (go36.mod, go36.sum; the build tag etcd36 picks
+  # client36_test.go, the few lines where 3.5 and 3.6 differ): the concurrency tests, the
+  # half-close tests and a representative subset of the KV and watch tests, to keep CI short.
+  add_test(NAME go_tests_36
+    COMMAND ${GO_EXECUTABLE} test -tags etcd36 -modfile=go36.mod . -count=1 -timeout 15m
+            -run "^(TestConcurrencyClientVersion|TestSession|TestMutex|TestElection|TestSTM|TestTxnRangeOwnWrites|TestLeaseKeepAliveHalfClose|TestWatchHalfClose|TestKVBasics|TestKVErrors|TestKVTxnReadsOwnWrites|TestWatchRanges|TestWatchRevReplay|TestWatchPrevKVAndFilters|TestWatchRequestProgress)"
+    WORKING_DIRECTORY ${CMAKE_CURRENT_LIST_DIR})
+  set_tests_properties(go_tests_36 PROPERTIES
+    ENVIRONMENT "ETCD_FDB_BIN=$<TARGET_FILE:etcd-fdb>"
+    TIMEOUT 900)
 else()
   message(WARNING "go not found: the Go tests (tests/go) are not registered")
 endif()
