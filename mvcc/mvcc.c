@@ -589,15 +589,22 @@ static void merge_own(struct exec *ex, const ProtobufCBinaryData *key,
         qsort(l->items, l->count, sizeof(*l->items), kv_key_cmp);
 }
 
+/* A revision for comparisons: this transaction's own writes carry 0 until the commit
+ * tells their revision (patch_later), which will be above every revision in the store. */
+static int64_t rev_order(int64_t rev)
+{
+    return rev ? rev : INT64_MAX;
+}
+
 static int64_t sort_field(const Mvccpb__KeyValue *kv, int target)
 {
     switch (target) {
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
         return kv->version;
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE:
-        return kv->create_revision;
+        return rev_order(kv->create_revision);
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD:
-        return kv->mod_revision;
+        return rev_order(kv->mod_revision);
     default:
         return 0;
     }
@@ -670,10 +677,11 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
     size_t n = 0;
     for (size_t i = 0; i < l.count; i++) {
         Mvccpb__KeyValue *kv = l.items[i];
-        if ((req->max_mod_revision && kv->mod_revision > req->max_mod_revision) ||
-            (req->min_mod_revision && kv->mod_revision < req->min_mod_revision) ||
-            (req->max_create_revision && kv->create_revision > req->max_create_revision) ||
-            (req->min_create_revision && kv->create_revision < req->min_create_revision))
+        int64_t mod = rev_order(kv->mod_revision), create = rev_order(kv->create_revision);
+        if ((req->max_mod_revision && mod > req->max_mod_revision) ||
+            (req->min_mod_revision && mod < req->min_mod_revision) ||
+            (req->max_create_revision && create > req->max_create_revision) ||
+            (req->min_create_revision && create < req->min_create_revision))
             continue;
         l.items[n++] = kv;
     }

@@ -212,7 +212,7 @@ static void keepalive_closed(void *state)
 
 static const struct rpc_stream_ops keepalive_ops = {
     &etcdserverpb__lease_keep_alive_request__descriptor, keepalive_open, keepalive_message,
-    keepalive_closed};
+    keepalive_closed, 0};
 
 void lease_service_register(struct server *s, struct rpc_server *rpc)
 {

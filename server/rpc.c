@@ -56,6 +56,7 @@ struct rpc_stream {
     size_t queue_len, queue_cap, pending_bytes;
     grpc_byte_buffer *in_flight;
     int accepted, metadata_sent, closed, closed_notified, released, finishing, cancelled;
+    int input_done; /* the client sends nothing more (half-close, or the call is over) */
     int in_message;    /* a `message` callback is running (on some completion-queue thread) */
     int close_pending; /* `closed` waits for it: the two never overlap */
     struct rpc_stream *next_live, *prev_live; /* server->live_streams, under server->lock */
@@ -393,11 +394,12 @@ static void stream_pump_locked(struct rpc_stream *st)
     }
 }
 
-/* Ends the call with OK once the client closed, the state released it and nothing is
- * being sent; st->mu held. */
+/* Ends the call with OK once the client sends nothing more, the state released it and
+ * everything queued was sent; st->mu held. */
 static void stream_maybe_finish_locked(struct rpc_stream *st)
 {
-    if (!st->closed || !st->released || st->in_flight || st->finishing || st->cancelled)
+    if (!st->input_done || !st->released || st->in_flight || st->queue_len || st->finishing ||
+        st->cancelled)
         return;
     st->finishing = 1;
     static grpc_slice empty;
@@ -417,19 +419,26 @@ static void stream_maybe_finish_locked(struct rpc_stream *st)
         st->refs--;
 }
 
-/* Tells the state, once, that no more messages come. Called without st->mu. Never runs
- * while a `message` callback runs: the two completions may arrive on two threads at once,
- * so a pending close is delivered by the message path when it ends. */
-static void stream_notify_closed(struct rpc_stream *st)
+/* Tells the state, once, that no more messages come: when the call is over (call_over:
+ * cancelled, failed, or ended), or when the client half-closed, unless the method serves on
+ * after a half-close (Watch, as etcd does). After a half-close, what the state sends still
+ * goes out. Called without st->mu. Never runs while a `message` callback runs: the two
+ * completions may arrive on two threads at once, so a pending close is delivered by the
+ * message path when it ends. */
+static void stream_notify_closed(struct rpc_stream *st, int call_over)
 {
     pthread_mutex_lock(&st->mu);
-    st->closed = 1;
-    for (size_t i = 0; i < st->queue_len; i++)
-        grpc_byte_buffer_destroy(st->queue[i]);
-    st->queue_len = 0;
-    st->pending_bytes = 0;
-    int notify = !st->closed_notified && !st->in_message;
-    if (st->in_message)
+    st->input_done = 1;
+    if (call_over) {
+        st->closed = 1;
+        for (size_t i = 0; i < st->queue_len; i++)
+            grpc_byte_buffer_destroy(st->queue[i]);
+        st->queue_len = 0;
+        st->pending_bytes = 0;
+    }
+    int deliver = call_over || !st->method->stream->serve_after_half_close;
+    int notify = deliver && !st->closed_notified && !st->in_message;
+    if (deliver && st->in_message)
         st->close_pending = 1;
     if (notify)
         st->closed_notified = 1;
@@ -490,8 +499,8 @@ static void stream_recv_done(struct tag *t, int ok)
     struct rpc_stream *st = STREAM_OF(t, recv_tag);
     grpc_byte_buffer *buf = st->recv_buf;
     st->recv_buf = NULL;
-    if (!ok || !buf) { /* half-close or failure */
-        stream_notify_closed(st);
+    if (!ok || !buf) { /* failure, or the client's half-close */
+        stream_notify_closed(st, !ok);
         pthread_mutex_lock(&st->mu);
         stream_unref_unlock(st);
         return;
@@ -523,7 +532,7 @@ static void stream_recv_done(struct tag *t, int ok)
     if (close_now)
         st->closed_notified = 1;
     st->close_pending = 0;
-    if (!st->closed)
+    if (!st->input_done)
         stream_start_recv_locked(st);
     pthread_mutex_unlock(&st->mu);
     if (close_now) {
@@ -552,7 +561,7 @@ static void stream_send_done(struct tag *t, int ok)
 static void stream_close_done(struct tag *t, int ok)
 {
     struct rpc_stream *st = STREAM_OF(t, close_tag);
-    stream_notify_closed(st);
+    stream_notify_closed(st, 1);
     pthread_mutex_lock(&st->mu);
     stream_unref_unlock(st);
 }

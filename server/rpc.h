@@ -52,6 +52,9 @@ struct rpc_stream_ops {
     void *(*open)(void *ctx, struct rpc_stream *stream);
     void (*message)(void *state, ProtobufCMessage *msg);
     void (*closed)(void *state);
+    /* 1: a client's half-close is not "closed": the stream serves on until the call ends
+     * (Watch). 0: closed() comes at the half-close, and what is sent after still goes out. */
+    int serve_after_half_close;
 };
 
 /* Registers a bidirectional streaming method; before rpc_server_start. */

@@ -47,7 +47,7 @@ static void watch_closed(void *state)
 }
 
 static const struct rpc_stream_ops watch_ops = {
-    &etcdserverpb__watch_request__descriptor, watch_open, watch_message, watch_closed};
+    &etcdserverpb__watch_request__descriptor, watch_open, watch_message, watch_closed, 1};
 
 void watch_service_register(struct server *s, struct rpc_server *rpc)
 {

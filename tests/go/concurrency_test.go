@@ -101,22 +101,13 @@ func txnOwnWriteRangeBugs(t *testing.T, c *clientv3.Client, pfx string) []string
 	return bugs
 }
 
-// skipOnTxnOwnWriteRangeBug skips a Mutex test while the server has that bug: every
-// TryLock and Lock would succeed at once, so there is no mutual exclusion to test.
-func skipOnTxnOwnWriteRangeBug(t *testing.T, c *clientv3.Client) {
-	t.Helper()
-	if bugs := txnOwnWriteRangeBugs(t, c, "/probe-txn-range/"); len(bugs) > 0 {
-		t.Skipf("server bug: a Range in a Txn sorts and filters the Txn's own writes as revision 0 "+
-			"(so Mutex.Lock never waits): %s", strings.Join(bugs, "; "))
-	}
-}
 
 // TestTxnRangeOwnWrites: a Range after a Put in the same Txn sorts and filters the new key by
 // the Txn's revision, as etcd does (Mutex's acquire depends on it).
 func TestTxnRangeOwnWrites(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	if bugs := txnOwnWriteRangeBugs(t, s.client(t), "/txn-range/"); len(bugs) > 0 {
-		t.Skipf("server bug: a Range in a Txn sorts and filters the Txn's own writes as revision 0: %s",
+		t.Fatalf("a Range in a Txn sorts and filters the Txn's own writes wrongly: %s",
 			strings.Join(bugs, "; "))
 	}
 }
@@ -238,10 +229,7 @@ func TestSessionKeepAliveRenewsTTL(t *testing.T) {
 	}
 	// TimeToLive rounds down: etcd answers 5 (or 6) here.
 	if ttl := leaseTTL(t, c, g.ID); ttl.TTL < ka.TTL-1 {
-		t.Skipf("server difference: a keepalive answered TTL %d but the lease has %d s left: the "+
-			"stored expiry is moved only when less than 2/3 of the TTL away (docs/ARCHITECTURE.md, "+
-			"Leases), so a lease may expire up to TTL/3 earlier than its last keepalive promised",
-			ka.TTL, ttl.TTL)
+		t.Fatalf("a keepalive answered TTL %d but the lease has %d s left", ka.TTL, ttl.TTL)
 	}
 }
 
@@ -318,7 +306,6 @@ func TestSessionWithLease(t *testing.T) {
 func TestMutexLockUnlock(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := s.client(t)
-	skipOnTxnOwnWriteRangeBug(t, c)
 	s1 := newSession(t, c, concurrency.WithTTL(10))
 	s2 := newSession(t, c, concurrency.WithTTL(10))
 
@@ -395,7 +382,6 @@ func TestMutexLockUnlock(t *testing.T) {
 func TestMutexWaitersInOrder(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := s.client(t)
-	skipOnTxnOwnWriteRangeBug(t, c)
 	holder := concurrency.NewMutex(newSession(t, c, concurrency.WithTTL(10)), "/q")
 	if err := holder.Lock(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatalf("Lock: %v", err)
@@ -468,7 +454,6 @@ func TestMutexWaitersInOrder(t *testing.T) {
 // and no two goroutines may be inside the critical section at once.
 func TestMutexMutualExclusion(t *testing.T) {
 	s := startServer(t, serverOpts{})
-	skipOnTxnOwnWriteRangeBug(t, s.client(t))
 	const workers, rounds = 5, 20
 	mustPut(t, s.client(t), "/counter", "0")
 
@@ -536,7 +521,6 @@ func TestMutexMutualExclusion(t *testing.T) {
 func TestMutexReleasedWithSession(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	c := s.client(t)
-	skipOnTxnOwnWriteRangeBug(t, c)
 	admin := s.client(t)
 
 	cases := []struct {
