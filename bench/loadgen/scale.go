@@ -420,7 +420,10 @@ func cmdKeepalivePipe(args []string) {
 // the TTL is left). No keepalive after that. The expected expiry of a lease is its last
 // acknowledgement (the keepalive's, or the grant's without -refresh) + the TTL it reported;
 // its lag = the arrival of its keys' DELETE events - that. Reports lag p50/p99/max and min
-// (negative: deleted before the expected expiry), how many were early, the revocation rate
+// (negative: deleted before the expected expiry; the server renews somewhere between the
+// keepalive's send and its acknowledgement, so a small negative lag is the acknowledgement's
+// own delay), how many were early, how many were deleted before even send + TTL (a real
+// violation: early_vs_send), the revocation rate
 // (leases per second between the first and the last DELETE), and checks that each lease's
 // keys came in one revision and one response and that each key was deleted once.
 func cmdLeaseExpiry(args []string) {
@@ -502,6 +505,7 @@ func cmdLeaseExpiry(args []string) {
 	}()
 
 	acked := make([]time.Time, N)
+	sentAt := make([]time.Time, N) // when the request that set the expiry was sent
 	ttlOf := make([]int64, N)
 	ids := make([]int64, N)
 	var wg sync.WaitGroup
@@ -518,6 +522,7 @@ func cmdLeaseExpiry(args []string) {
 					return
 				}
 				octx, ocancel := ctxTimeout(opTimeout)
+				sentAt[l] = time.Now()
 				g, err := cl.Grant(octx, *ttl)
 				if err != nil {
 					die("grant: %v", err)
@@ -560,6 +565,9 @@ func cmdLeaseExpiry(args []string) {
 			go func(s int) {
 				defer wg.Done()
 				for l := s; l < N; l += kaStreams {
+					mu.Lock()
+					sentAt[l] = time.Now()
+					mu.Unlock()
 					if err := st.Send(&pb.LeaseKeepAliveRequest{ID: ids[l]}); err != nil {
 						die("keepalive send: %v", err)
 					}
@@ -576,7 +584,10 @@ func cmdLeaseExpiry(args []string) {
 					if !ok || resp.TTL <= 0 {
 						die("keepalive of lease %x: TTL %d (expired before the refresh?)", resp.ID, resp.TTL)
 					}
-					acked[l], ttlOf[l] = time.Now(), resp.TTL
+					now := time.Now()
+					mu.Lock()
+					acked[l], ttlOf[l] = now, resp.TTL
+					mu.Unlock()
 				}
 			}(s)
 		}
@@ -597,7 +608,7 @@ func cmdLeaseExpiry(args []string) {
 	defer mu.Unlock()
 	var lags []time.Duration
 	minLag := time.Duration(1<<63 - 1)
-	early, missing := 0, 0
+	early, earlySend, missing := 0, 0, 0
 	for l := range dels {
 		if dels[l].n == 0 {
 			missing++
@@ -606,6 +617,9 @@ func cmdLeaseExpiry(args []string) {
 		lag := dels[l].at.Sub(acked[l].Add(time.Duration(ttlOf[l]) * time.Second))
 		if lag < minLag {
 			minLag = lag
+		}
+		if dels[l].at.Before(sentAt[l].Add(time.Duration(ttlOf[l]) * time.Second)) {
+			earlySend++ // deleted before the TTL had passed since the request was even sent
 		}
 		if lag < 0 {
 			early++
@@ -621,7 +635,7 @@ func cmdLeaseExpiry(args []string) {
 		rate = float64(N-missing) / span
 	}
 	extra := fmt.Sprintf("leases=%d keys_per_lease=%d ttl=%d refresh=%v setup_s=%.2f refresh_s=%.2f keys_deleted=%d keys_expected=%d "+
-		"leases_missing=%d dup_deletes=%d split_leases=%d bad_keys=%d early=%d min_lag_ms=%s delete_span_s=%.2f revokes_per_s=%.1f",
-		N, K, *ttl, *refresh, setup.Seconds(), refreshTook.Seconds(), nDel, N*K, missing, dup, split, badKey, early, ms(minLag), span, rate)
+		"leases_missing=%d dup_deletes=%d split_leases=%d bad_keys=%d early=%d early_vs_send=%d min_lag_ms=%s delete_span_s=%.2f revokes_per_s=%.1f",
+		N, K, *ttl, *refresh, setup.Seconds(), refreshTook.Seconds(), nDel, N*K, missing, dup, split, badKey, early, earlySend, ms(minLag), span, rate)
 	result("lease-expiry", &c, extra, s)
 }
