@@ -214,7 +214,7 @@ put_value() { # put_value ID SERVER VALUE
     printf 'VALUE %s server=%s value=%s\n' "$1" "$2" "$3" >>"$RAW"
 }
 field() { # field NAME LINE -> value of NAME=... in a RESULT line
-    sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2" | head -1
+    sed -n "s/.* $1=\([^ ]*\).*/\1/p;T;q" <<<" $2"
 }
 # lg SERVER GROUP ARGS...: runs the load generator, keeps its RESULT line in LAST.
 lg() {
@@ -478,9 +478,10 @@ wl_leasescale() {
 # ---------------------------------------------------------------------------------------------
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$ROOT" status --porcelain -- kv mvcc watch lease server 2>/dev/null)" ]; then GIT_REV="$GIT_REV+dirty"; fi
-ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')
+# (awk reads all of it: with `head -1` and pipefail, etcd's SIGPIPE ended the script silently)
+ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | awk 'NR == 1 {print $3}')
 MACHINE=$(printf '%s; %s cores; %s GiB RAM; kernel %s; data dirs on %s' \
-    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+    "$(lscpu | awk -F': *' '/^Model name:/ && !n++ {print $2}')" "$(nproc)" \
     "$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)" "$(uname -r)" \
     "$(df -T "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')")
 START_LOAD=$(loadavg)

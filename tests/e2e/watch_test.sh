@@ -38,7 +38,10 @@ BG=() # background etcdctl processes still to be ended
 cleanup()
 {
     local pid
-    for pid in "${BG[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    for pid in "${BG[@]}"; do
+        pkill -TERM -P "$pid" 2>/dev/null # its timeout, which passes TERM on to etcdctl
+        kill -KILL "$pid" 2>/dev/null
+    done
     if [ -n "$SRV_PID" ]; then
         kill -KILL "$SRV_PID" 2>/dev/null
         wait "$SRV_PID" 2>/dev/null
