@@ -8,8 +8,8 @@
 # both servers and the ratio etcd-fdb/etcd, writes them to bench/results/<date>.txt, and prints a
 # markdown table at the end.
 #
-#   bench/compare.sh                 # quick run (~10 minutes)
-#   bench/compare.sh --full          # everything at full size (~30 minutes)
+#   bench/compare.sh                 # quick run (~16 minutes)
+#   bench/compare.sh --full          # everything at full size (~36 minutes)
 #   bench/compare.sh --workloads put,range --duration 20
 #
 # See bench/README.md for what each workload does.
@@ -26,12 +26,15 @@ usage: bench/compare.sh [options]
                           200,000 keys loaded
   --full                  full run: 30 s per point, check perf s m l xl, 1k/10k/100k watchers,
                           1,000,000 keys loaded
-  --workloads LIST        comma-separated subset of: checkperf,put,range,txn,watch,lease,load
-                          (default: all)
+  --workloads LIST        comma-separated subset of: checkperf,put,range,txn,watch,lease,load,
+                          watchscale,leasescale (default: all)
   --duration SECS         measured seconds per point (put, range, txn, watch, keepalive)
   --checkperf-loads LIST  e.g. "s,m,l,xl"
   --put-clients LIST      e.g. "1,100,1000"
   --watchers LIST         e.g. "1000,10000,100000"
+  --scale-watchers LIST   watchers of the watchscale points, on 1,000 streams
+                          (default "1000,10000,100000")
+  --expiry-leases N       leases expiring together in leasescale, 10 keys each (default 10000)
   --load-keys N           keys of 1 KiB written by the load workload
   --servers LIST          order in which the servers run (default "etcd,etcd-fdb")
   --etcd PATH             etcd binary (default /usr/bin/etcd)
@@ -47,11 +50,13 @@ EOF
 
 ORIG_ARGS="$*"
 MODE=quick
-WORKLOADS=checkperf,put,range,txn,watch,lease,load
+WORKLOADS=checkperf,put,range,txn,watch,lease,load,watchscale,leasescale
 DURATION=""
 CHECKPERF_LOADS=""
 PUT_CLIENTS="1,100,1000"
 WATCHERS=""
+SCALE_WATCHERS="1000,10000,100000"
+EXPIRY_LEASES=10000
 LOAD_KEYS=""
 SERVERS="etcd,etcd-fdb"
 ETCD_BIN=/usr/bin/etcd
@@ -71,6 +76,8 @@ while [ $# -gt 0 ]; do
     --checkperf-loads) CHECKPERF_LOADS=$2; shift ;;
     --put-clients) PUT_CLIENTS=$2; shift ;;
     --watchers) WATCHERS=$2; shift ;;
+    --scale-watchers) SCALE_WATCHERS=$2; shift ;;
+    --expiry-leases) EXPIRY_LEASES=$2; shift ;;
     --load-keys) LOAD_KEYS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --etcd) ETCD_BIN=$2; shift ;;
@@ -195,7 +202,8 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 declare -A M DESC TARGET NOISE
 CUR_NOISE=""
 METRICS=()
-metric() { # metric ID "description" TARGET (TARGET: ">=2.0", "<=1.0", "PASS" or "")
+metric() { # metric ID "description" TARGET (TARGET: ratio ">=2.0" or "<=1.0", absolute
+           # "abs<=300" (etcd-fdb's own value), "PASS" or "")
     if [ -z "${DESC[$1]+x}" ]; then METRICS+=("$1"); fi
     DESC[$1]=$2
     TARGET[$1]=${3:-}
@@ -206,7 +214,7 @@ put_value() { # put_value ID SERVER VALUE
     printf 'VALUE %s server=%s value=%s\n' "$1" "$2" "$3" >>"$RAW"
 }
 field() { # field NAME LINE -> value of NAME=... in a RESULT line
-    sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2" | head -1
+    sed -n "s/.* $1=\([^ ]*\).*/\1/p;T;q" <<<" $2"
 }
 # lg SERVER GROUP ARGS...: runs the load generator, keeps its RESULT line in LAST.
 lg() {
@@ -387,12 +395,93 @@ wl_load() {
     stop_server
 }
 
+# watchscale: W idle watchers (one key each, every 10th a one-key range) on 1,000 streams over
+# 10 connections: server RSS per stream and per idle watcher; then 1,000 puts/s to random
+# watched keys: latency from the put's acknowledgement to the event's arrival.
+wl_watchscale() {
+    local s=$1 w id
+    for w in $(list "$SCALE_WATCHERS"); do
+        start_server "$s" "$WORK/$s-watchscale-$w"
+        lg "$s" watchscale watch-scale -watchers "$w" -streams 1000 -conns 10 -range-every 10 \
+            -put-rate 1000 -duration "${DURATION}s" -server-pid "$SPID"
+        id="wscale-$w"
+        metric "$id-rss" "watch scale, $w idle watchers on 1,000 streams: server RSS (MiB)" ""
+        put_value "$id-rss" "$s" "$(mib "$(field rss_watchers_kb "$LAST")")"
+        if [ "$w" -gt 1000 ]; then
+            metric "$id-bpw" "watch scale, $w watchers: RSS per idle watcher (bytes)" "abs<=300"
+            put_value "$id-bpw" "$s" "$(field bytes_per_watcher "$LAST")"
+        fi
+        metric "$id-bps" "watch scale, $w watchers: RSS per stream, with its first watcher (bytes)" ""
+        put_value "$id-bps" "$s" "$(field bytes_per_stream "$LAST")"
+        if [ "$w" -gt 1000 ]; then
+            metric "$id-creates" "watch scale, $w watchers: watcher creations/s" ""
+            put_value "$id-creates" "$s" "$(field creates_per_s "$LAST")"
+        fi
+        metric "$id-p50" "watch scale, $w watchers, 1,000 puts/s: p50 put-ack-to-event (ms)" ""
+        metric "$id-p99" "watch scale, $w watchers, 1,000 puts/s: p99 put-ack-to-event (ms)" "abs<=10"
+        metric "$id-p999" "watch scale, $w watchers, 1,000 puts/s: p99.9 put-ack-to-event (ms)" ""
+        put_value "$id-p50" "$s" "$(field p50_ms "$LAST")"
+        put_value "$id-p99" "$s" "$(field p99_ms "$LAST")"
+        put_value "$id-p999" "$s" "$(field p999_ms "$LAST")"
+        metric "$id-send-p99" "watch scale, $w watchers: p99 put-send-to-event (ms)" ""
+        put_value "$id-send-p99" "$s" "$(field send_p99_ms "$LAST")"
+        metric "$id-before-ack" "watch scale, $w watchers: events that arrived before their put's ack" ""
+        put_value "$id-before-ack" "$s" "$(field before_ack "$LAST")/$(field events_received "$LAST")"
+        metric "$id-delivered" "watch scale, $w watchers: events delivered/expected" ""
+        put_value "$id-delivered" "$s" "$(field events_received "$LAST")/$(field events_expected "$LAST")"
+        cpu_metric "$id" "watch scale, $w watchers, 1,000 puts/s" "$s"
+        stop_server
+    done
+}
+
+# leasescale: keepalives/s on one stream (1 and 100 in flight) and on 1,000 streams (one in
+# flight each); then EXPIRY_LEASES leases with 10 keys each expiring together (lined up by one
+# keepalive each after a third of the 20 s TTL): lag of the DELETE events after the expiry.
+wl_leasescale() {
+    local s=$1 spec streams per id
+    start_server "$s" "$WORK/$s-leasescale"
+    for spec in 1:1 1:100 1000:1; do
+        streams=${spec%%:*}
+        per=${spec##*:}
+        lg "$s" leasescale keepalive-pipe -streams "$streams" -leases-per-stream "$per" -conns 10 \
+            -duration "${DURATION}s" -server-pid "$SPID"
+        id="ka-$streams-$per"
+        metric "$id-ops" "keepalives/s, $streams stream(s), $per in flight per stream" ""
+        put_value "$id-ops" "$s" "$(field ops_per_s "$LAST")"
+        latency_metrics "$id" "keepalive, $streams stream(s), $per in flight" "$s" ""
+        cpu_metric "$id" "keepalive, $streams stream(s), $per in flight" "$s"
+    done
+    stop_server
+    start_server "$s" "$WORK/$s-leaseexpiry"
+    lg "$s" leasescale lease-expiry -leases "$EXPIRY_LEASES" -keys-per-lease 10 -ttl 20 -clients 64 \
+        -conns 10 -server-pid "$SPID"
+    id="expiry"
+    metric "$id-p50" "expiry of $EXPIRY_LEASES leases (10 keys each) together: p50 lag (ms)" ""
+    metric "$id-p99" "expiry of $EXPIRY_LEASES leases together: p99 lag (ms)" ""
+    metric "$id-max" "expiry of $EXPIRY_LEASES leases together: max lag (ms)" ""
+    metric "$id-min" "expiry of $EXPIRY_LEASES leases together: min lag (ms; < 0: before ack + TTL)" ""
+    put_value "$id-p50" "$s" "$(field p50_ms "$LAST")"
+    put_value "$id-p99" "$s" "$(field p99_ms "$LAST")"
+    put_value "$id-max" "$s" "$(field max_ms "$LAST")"
+    put_value "$id-min" "$s" "$(field min_lag_ms "$LAST")"
+    metric "$id-early" "expiry: leases deleted before keepalive send + TTL (must be 0)" ""
+    put_value "$id-early" "$s" "$(field early_vs_send "$LAST")"
+    metric "$id-rate" "expiry: leases revoked per second (first to last DELETE)" ""
+    put_value "$id-rate" "$s" "$(field revokes_per_s "$LAST")"
+    metric "$id-keys" "expiry: keys deleted/expected" ""
+    put_value "$id-keys" "$s" "$(field keys_deleted "$LAST")/$(field keys_expected "$LAST")"
+    metric "$id-atomic" "expiry: leases whose keys came in more than one revision or response / deleted twice" ""
+    put_value "$id-atomic" "$s" "$(field split_leases "$LAST")/$(field dup_deletes "$LAST")"
+    stop_server
+}
+
 # ---------------------------------------------------------------------------------------------
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [ -n "$(git -C "$ROOT" status --porcelain -- kv mvcc watch lease server 2>/dev/null)" ]; then GIT_REV="$GIT_REV+dirty"; fi
-ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | head -1 | awk '{print $3}')
+# (awk reads all of it: with `head -1` and pipefail, etcd's SIGPIPE ended the script silently)
+ETCD_VERSION=$("$ETCD_BIN" --version 2>/dev/null | awk 'NR == 1 {print $3}')
 MACHINE=$(printf '%s; %s cores; %s GiB RAM; kernel %s; data dirs on %s' \
-    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+    "$(lscpu | awk -F': *' '/^Model name:/ && !n++ {print $2}')" "$(nproc)" \
     "$(awk '/MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)" "$(uname -r)" \
     "$(df -T "$WORK" | awk 'NR == 2 {print $2 " (" $1 ")"}')")
 START_LOAD=$(loadavg)
@@ -400,7 +489,7 @@ T_START=$(date +%s)
 log "mode=$MODE workloads=$WORKLOADS duration=${DURATION}s servers=$SERVERS; work dir $WORK"
 log "machine: $MACHINE; load average $START_LOAD"
 
-for wl in checkperf put range txn watch lease load; do
+for wl in checkperf put range txn watch lease load watchscale leasescale; do
     want "$wl" || continue
     for s in $(list "$SERVERS"); do
         log "$wl: $s"
@@ -421,6 +510,15 @@ verdict() { # verdict TARGET FDB ETCD
     [ -n "$t" ] || { echo ""; return; }
     if [ "$t" = PASS ]; then
         [ "$a" = PASS ] && echo "PASS: met" || echo "PASS: **missed**"
+        return
+    fi
+    if [[ "$t" == abs* ]]; then
+        awk -v t="${t#abs}" -v a="$a" 'BEGIN {
+            op = substr(t, 1, 2); v = substr(t, 3) + 0
+            if (!(a ~ /^-?[0-9.]+$/)) { print (op == ">=" ? "≥ " : "≤ ") v ": n/a"; exit }
+            ok = (op == ">=") ? (a + 0 >= v) : (a + 0 <= v)
+            printf "%s%s: %s\n", (op == ">=" ? "≥ " : "≤ "), substr(t, 3), ok ? "met" : "**missed**"
+        }'
         return
     fi
     awk -v t="$t" -v a="$a" -v b="$b" 'BEGIN {
@@ -447,7 +545,7 @@ TABLE=$WORK/table.md
 {
     echo "# etcd-fdb vs etcd, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "command: bench/compare.sh $ORIG_ARGS"
-    echo "settings: --$MODE --workloads $WORKLOADS --duration $DURATION --checkperf-loads $CHECKPERF_LOADS --put-clients $PUT_CLIENTS --watchers $WATCHERS --load-keys $LOAD_KEYS --servers $SERVERS"
+    echo "settings: --$MODE --workloads $WORKLOADS --duration $DURATION --checkperf-loads $CHECKPERF_LOADS --put-clients $PUT_CLIENTS --watchers $WATCHERS --scale-watchers $SCALE_WATCHERS --expiry-leases $EXPIRY_LEASES --load-keys $LOAD_KEYS --servers $SERVERS"
     echo "machine: $MACHINE"
     echo "etcd: $ETCD_BIN $ETCD_VERSION (--quota-backend-bytes 8589934592, otherwise defaults: WAL fsync on)"
     echo "etcd-fdb: $FDB_BIN, commit $GIT_REV (embedded RocksDB store, synced commit groups)"

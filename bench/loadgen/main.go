@@ -7,7 +7,8 @@
 // client's gRPC connection with etcd's generated stubs for watch and lease-keepalive streams
 // (so that 100,000 watchers cost the load generator little). bench/compare.sh runs it.
 //
-// Subcommands: put, range, txn, watch-latency, keepalive, load, probe, freeport, cpuwatch.
+// Subcommands: put, range, txn, watch-latency, keepalive, watch-scale, keepalive-pipe,
+// lease-expiry, load, probe, freeport, cpuwatch.
 package main
 
 import (
@@ -36,6 +37,10 @@ subcommands:
   txn            kube-apiserver's optimistic update: if mod_revision(key)==rev then put else get
   watch-latency  W watchers on S streams; puts at a fixed rate; put-to-event latency and server RSS
   keepalive      lease keepalives on persistent LeaseKeepAlive streams
+  watch-scale    idle watchers and streams: server RSS per watcher and per stream; then
+                 put-acknowledgement-to-event latency at a steady put rate
+  keepalive-pipe keepalives with several in flight per stream (one lease each in flight)
+  lease-expiry   N leases with K keys each expire together: DELETE lag after the expiry
   load           write N keys of V bytes in txns of B puts
   probe          poll until a Range is served; print the time since -start-ns
   freeport       print N free TCP ports on 127.0.0.1
@@ -62,6 +67,12 @@ func main() {
 		cmdWatch(args)
 	case "keepalive":
 		cmdKeepalive(args)
+	case "watch-scale":
+		cmdWatchScale(args)
+	case "keepalive-pipe":
+		cmdKeepalivePipe(args)
+	case "lease-expiry":
+		cmdLeaseExpiry(args)
 	case "load":
 		cmdLoad(args)
 	case "probe":

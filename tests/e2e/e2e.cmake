@@ -8,6 +8,11 @@ if(ETCDCTL_PROGRAM)
   set_tests_properties(e2e_etcdctl PROPERTIES
     TIMEOUT 900
     ENVIRONMENT "ETCDCTL=${ETCDCTL_PROGRAM}")
+  add_test(NAME e2e_watch
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/e2e/watch_test.sh $<TARGET_FILE:etcd-fdb>)
+  set_tests_properties(e2e_watch PROPERTIES
+    TIMEOUT 300
+    ENVIRONMENT "ETCDCTL=${ETCDCTL_PROGRAM}")
 else()
-  message(WARNING "etcdctl not found: the e2e_etcdctl test is not registered")
+  message(WARNING "etcdctl not found: the e2e_etcdctl and e2e_watch tests are not registered")
 endif()
