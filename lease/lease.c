@@ -221,7 +221,10 @@ static int expire(struct lease_mgr *mgr, int64_t now_ms)
             mgr->leader = 0;
             break;
         }
-        if (n < EXPIRE_BATCH)
+        pthread_mutex_lock(&mgr->mu);
+        int stopping = mgr->stopping;
+        pthread_mutex_unlock(&mgr->mu);
+        if (n < EXPIRE_BATCH || stopping) /* at shutdown the next leader goes on */
             break;
     }
     return revoked;
