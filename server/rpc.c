@@ -55,6 +55,7 @@ struct rpc_stream {
     grpc_byte_buffer **queue; /* waiting to be sent */
     size_t queue_len, queue_cap, pending_bytes;
     grpc_byte_buffer *in_flight;
+    size_t in_flight_len; /* its size when queued: gRPC empties a buffer it sends */
     int accepted, metadata_sent, closed, closed_notified, released, finishing, cancelled;
     int input_done; /* the client sends nothing more (half-close, or the call is over) */
     int in_message;    /* a `message` callback is running (on some completion-queue thread) */
@@ -375,6 +376,7 @@ static void stream_pump_locked(struct rpc_stream *st)
     if (st->in_flight || st->queue_len == 0 || st->closed)
         return;
     st->in_flight = st->queue[0];
+    st->in_flight_len = grpc_byte_buffer_length(st->in_flight);
     memmove(st->queue, st->queue + 1, (st->queue_len - 1) * sizeof(*st->queue));
     st->queue_len--;
     grpc_op ops[2];
@@ -389,6 +391,7 @@ static void stream_pump_locked(struct rpc_stream *st)
     st->refs++;
     if (grpc_call_start_batch(st->call, ops, (size_t)n, &st->send_tag, NULL) != GRPC_CALL_OK) {
         st->refs--;
+        st->pending_bytes -= st->in_flight_len;
         grpc_byte_buffer_destroy(st->in_flight);
         st->in_flight = NULL;
     }
@@ -549,7 +552,7 @@ static void stream_send_done(struct tag *t, int ok)
 {
     struct rpc_stream *st = STREAM_OF(t, send_tag);
     pthread_mutex_lock(&st->mu);
-    st->pending_bytes -= grpc_byte_buffer_length(st->in_flight);
+    st->pending_bytes -= st->in_flight_len;
     grpc_byte_buffer_destroy(st->in_flight);
     st->in_flight = NULL;
     if (ok)

@@ -674,3 +674,30 @@ func TestWatchStreamCancelStorm(t *testing.T) {
 	r := mustPut(t, c, "storm/x", "2")
 	wantEvents(t, "after the storm", collect(t, w, 1, 10*time.Second), []ev{put("storm/x", "2", r.Header.Revision)})
 }
+
+// TestWatchStreamCarriesMoreThanItsBufferLimit: a stream whose client reads keeps receiving
+// events however many bytes it has carried in total (the server bounds only what waits
+// unsent, 16 MiB, not what was sent).
+func TestWatchStreamCarriesMoreThanItsBufferLimit(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	c := s.client(t)
+	ctx := ctxT(t, 120*time.Second)
+	wch := watchCreated(t, ctx, c, "big/", clientv3.WithPrefix())
+	value := strings.Repeat("x", 1000000)
+	const n = 40 // 40 MB through one stream
+	for i := 0; i < n; i++ {
+		mustPut(t, c, fmt.Sprintf("big/%02d", i), value)
+	}
+	got := 0
+	for got < n {
+		select {
+		case resp, ok := <-wch:
+			if !ok || resp.Err() != nil {
+				t.Fatalf("watch ended after %d events: %v", got, resp.Err())
+			}
+			got += len(resp.Events)
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d events of 1 MB arrived", got, n)
+		}
+	}
+}
