@@ -1644,6 +1644,60 @@ static fdb_error_t compact_batch_body(const struct kv_api *api, FDBTransaction *
     return 0;
 }
 
+/* Revisions are commit versions, about 1,000,000 a second (FoundationDB's rate, and the
+ * embedded engine's clock). */
+#define COMPACT_GRACE_VERSIONS (10 * 1000000LL)
+
+/* Reads the physical compaction revision (see mvcc_compact); 0 if none. */
+static fdb_error_t read_physical_compact(struct exec *ex, int64_t *out)
+{
+    int present, len;
+    const uint8_t *v;
+    keys_meta(&ex->m->keys, &ex->k1, "compact-physical");
+    fdb_error_t err = store_get(ex, &ex->k1, 1, &present, &v, &len);
+    *out = 0;
+    if (!err && present && len == 8)
+        for (int i = 0; i < 8; i++)
+            *out = *out << 8 | v[i];
+    return err;
+}
+
+struct log_clear {
+    struct mvcc *m;
+    int64_t below;
+};
+
+/* Clears the change log below a revision and records it as the physical compaction
+ * revision; idempotent, so it runs in the retry loop. */
+static fdb_error_t log_clear_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
+{
+    struct log_clear *c = arg;
+    struct tuple_buf begin, end, first, meta;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    tuple_buf_init(&first);
+    tuple_buf_init(&meta);
+    keys_log_range(&c->m->keys, &begin, &end);
+    keys_log_after(&c->m->keys, c->below - 1, &first, &end); /* first kept event */
+    api->transaction_clear_range(tr, begin.data, (int)begin.len, first.data, (int)first.len);
+    keys_meta(&c->m->keys, &meta, "compact-physical");
+    uint8_t v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)((uint64_t)c->below >> (56 - 8 * i));
+    api->transaction_set(tr, meta.data, (int)meta.len, v, 8);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    tuple_buf_free(&first);
+    tuple_buf_free(&meta);
+    return 0;
+}
+
+/* Compaction is logical at once: from the answer on, reads and watches below the revision
+ * fail with "compacted". It is physical (history and change log removed) only up to the
+ * revision committed COMPACT_GRACE_VERSIONS (10 s) before: each process's watch tail, a
+ * little behind the newest commit, can then still read every event it has not dispatched,
+ * so a compaction never cancels watchers that are keeping up. The rest is removed by the
+ * next compaction (kube-apiserver compacts every 5 minutes). */
 int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
                  Etcdserverpb__CompactionResponse *resp, struct arena *arena,
                  fdb_error_t *store_error)
@@ -1651,12 +1705,15 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
     int rc = run(m, compact_mark_fn, req, resp, 1, arena, store_error);
     if (rc)
         return rc;
-    /* The change log below the compaction revision: one range clear. */
+    int64_t physical = resp->header->revision - COMPACT_GRACE_VERSIONS;
+    if (physical > req->revision)
+        physical = req->revision;
     struct exec ex;
     exec_init(&ex, m);
     struct compact_state s;
     memset(&s, 0, sizeof(s));
-    s.at = req->revision;
+    s.at = physical;
+    s.done = physical <= 1;
     tuple_buf_init(&s.from);
     tuple_buf_init(&s.end);
     tuple_buf_init(&s.key);
@@ -1668,24 +1725,9 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
     fdb_error_t err = 0;
     while (!err && !s.done)
         err = kv_transact(m->api, m->db, compact_batch_body, args, NULL);
-    if (!err) {
-        struct tuple_buf begin, end;
-        tuple_buf_init(&begin);
-        tuple_buf_init(&end);
-        keys_log_range(&m->keys, &begin, &end);
-        keys_log_after(&m->keys, req->revision - 1, &ex.k1, &ex.k2); /* first kept event */
-        FDBTransaction *tr;
-        err = m->api->database_create_transaction(m->db, &tr);
-        if (!err) {
-            m->api->transaction_clear_range(tr, begin.data, (int)begin.len, ex.k1.data,
-                                            (int)ex.k1.len);
-            FDBFuture *f = m->api->transaction_commit(tr);
-            err = kv_wait(m->api, f);
-            m->api->future_destroy(f);
-            m->api->transaction_destroy(tr);
-        }
-        tuple_buf_free(&begin);
-        tuple_buf_free(&end);
+    if (!err && physical > 1) {
+        struct log_clear c = {m, physical};
+        err = kv_transact(m->api, m->db, log_clear_body, &c, NULL);
     }
     tuple_buf_free(&s.from);
     tuple_buf_free(&s.end);
@@ -1839,6 +1881,7 @@ struct events_req {
     int64_t after;
     size_t max;
     int with_prev_kv;
+    int tail; /* the watch tail: bounded by the physical compaction, not the logical one */
 };
 
 static int events_fn(struct exec *ex, const void *req, void *resp)
@@ -1848,7 +1891,13 @@ static int events_fn(struct exec *ex, const void *req, void *resp)
     memset(out, 0, sizeof(*out));
     out->current_rev = ex->cur_rev;
     out->compact_rev = ex->compact_rev;
-    if (r->after + 1 < ex->compact_rev)
+    int64_t compacted = ex->compact_rev;
+    if (r->tail) {
+        fdb_error_t err = read_physical_compact(ex, &compacted);
+        if (err)
+            return err;
+    }
+    if (r->after + 1 < compacted)
         return body_fail(ex, MVCC_ERR_COMPACTED);
     struct tuple_buf begin, end;
     tuple_buf_init(&begin);
@@ -1876,9 +1925,16 @@ static int events_fn(struct exec *ex, const void *req, void *resp)
 int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int with_prev_kv,
                      struct mvcc_events *out, struct arena *arena, fdb_error_t *store_error)
 {
-    struct events_req r = {after_rev, max_events, with_prev_kv};
-    int rc = run(m, events_fn, &r, out, 0, arena, store_error);
-    return rc;
+    struct events_req r = {after_rev, max_events, with_prev_kv, 0};
+    return run(m, events_fn, &r, out, 0, arena, store_error);
+}
+
+int mvcc_read_events_tail(struct mvcc *m, int64_t after_rev, size_t max_events,
+                          int with_prev_kv, struct mvcc_events *out, struct arena *arena,
+                          fdb_error_t *store_error)
+{
+    struct events_req r = {after_rev, max_events, with_prev_kv, 1};
+    return run(m, events_fn, &r, out, 0, arena, store_error);
 }
 
 /* The store watch's callback state; it signals through the waiter's mvcc_wake. */

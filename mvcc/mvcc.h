@@ -145,6 +145,12 @@ struct mvcc_events {
  * events after after_rev were compacted away (out->compact_rev says up to where). */
 int mvcc_read_events(struct mvcc *m, int64_t after_rev, size_t max_events, int with_prev_kv,
                      struct mvcc_events *out, struct arena *arena, fdb_error_t *store_error);
+/* The same for a watch tail, which follows the newest commits: it may read events below
+ * the (logical) compaction revision as long as they are not physically removed yet (see
+ * mvcc_compact); MVCC_ERR_COMPACTED only after a stall of more than 10 s. */
+int mvcc_read_events_tail(struct mvcc *m, int64_t after_rev, size_t max_events,
+                          int with_prev_kv, struct mvcc_events *out, struct arena *arena,
+                          fdb_error_t *store_error);
 
 /* Lets another thread end a waiter's mvcc_wait_change early (at shutdown). Once woken it
  * stays woken: later waits on it return at once. */

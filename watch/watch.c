@@ -598,7 +598,7 @@ static void *tail_main(void *arg)
         struct arena arena = {0};
         struct mvcc_events ev;
         fdb_error_t store_error = 0;
-        int err = mvcc_read_events(m, after, TAIL_BATCH, with_prev, &ev, &arena, &store_error);
+        int err = mvcc_read_events_tail(m, after, TAIL_BATCH, with_prev, &ev, &arena, &store_error);
         if (err == MVCC_ERR_COMPACTED) {
             /* Compacted past us (a long stall): the synced watchers cannot be served. */
             pthread_mutex_lock(&hub->mu);
