@@ -90,6 +90,13 @@ func newEtcdFdbCluster(ctx context.Context, t *testing.T, lg *zap.Logger, faults
 	return clus
 }
 
+// serverOutput returns what the current etcd-fdb process printed (nothing if it has been
+// found exited: the framework then drops it, and its Logs panics).
+func serverOutput(proc e2e.EtcdProcess) (lines []string) {
+	defer func() { _ = recover() }()
+	return proc.Logs().Lines()
+}
+
 // sanitizerReport returns the first line of a sanitizer report in a server's output, or "".
 func sanitizerReport(lines []string) string {
 	for _, l := range lines {
