@@ -1,13 +1,11 @@
 package robustness
 
-// Short reproducers of the etcd-fdb bugs the robustness scenarios found (README.md, "Known
-// etcd-fdb bugs"). Each is skipped, naming its bug, unless ROBUSTNESS_KNOWN_BUGS=1: run them
-// when fixing.
+// Short reproducers of the etcd-fdb bugs the robustness scenarios found (README.md, "Bugs
+// found"), all fixed: each now guards against its bug coming back.
 
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,12 +16,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-func knownBug(t *testing.T, bug string) {
-	if os.Getenv("ROBUSTNESS_KNOWN_BUGS") == "" {
-		t.Skip("known bug: " + bug)
-	}
-}
 
 func newClient(t *testing.T, faults string) *clientv3.Client {
 	lg := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
@@ -39,7 +31,6 @@ func newClient(t *testing.T, faults string) *clientv3.Client {
 // A watch stream keeps delivering after 16 MiB of responses (etcd has no such limit).
 func TestKnownBugWatchStreamStallsAfter16MiB(t *testing.T) {
 	etcdFdbBinary(t)
-	knownBug(t, knownBugWatchStall)
 	c := newClient(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -66,7 +57,6 @@ func TestKnownBugWatchStreamStallsAfter16MiB(t *testing.T) {
 // 0 cancellations among 29,000 events; etcd-fdb: about 2 per second).
 func TestKnownBugCompactionCancelsCaughtUpWatch(t *testing.T) {
 	etcdFdbBinary(t)
-	knownBug(t, knownBugCompactCancelsWatchers)
 	c := newClient(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -106,7 +96,6 @@ func TestKnownBugCompactionCancelsCaughtUpWatch(t *testing.T) {
 // Compact succeeds under the store's faults, as every other write does (they are retried).
 func TestKnownBugCompactTimesOutUnderStoreFaults(t *testing.T) {
 	etcdFdbBinary(t)
-	knownBug(t, knownBugCompactTimeout)
 	c := newClient(t, "7:300")
 	ctx := context.Background()
 	failed := 0

@@ -56,36 +56,7 @@ type scenario struct {
 	faults  bool // ETCD_FDB_FAULTS during the whole run
 	watch   client.WatchConfig
 	explore bool   // run only with ROBUSTNESS_EXPLORE=1 (not in ctest, for time)
-	bug     string // a known etcd-fdb bug that makes this scenario fail: skipped, named
 }
-
-// knownBugCompactTimeout: under the store's faults most Compact calls answer "etcdserver:
-// request timed out" although the compaction was applied. mvcc_compact (mvcc/mvcc.c) clears
-// the change log in a transaction committed outside the retry loop (kv_transact), so an
-// injected not_committed (1020), transaction_too_old (1007) or commit_unknown_result (1021,
-// that transaction has no automatic idempotency) of that last commit fails the call. Each
-// such answer is an operation of unknown outcome; with dozens of them the model's set of
-// possible states doubles with each and porcupine does not finish in minutes.
-const knownBugCompactTimeout = "Compact answers \"request timed out\" under store faults although applied " +
-	"(mvcc_compact's change-log clear is committed outside kv_transact); set ROBUSTNESS_KNOWN_BUGS=1 to run"
-
-// knownBugWatchStall: a watch stream stops for good once 16 MiB of responses have been sent
-// on it in all. server/rpc.c counts a stream's queued bytes up in rpc_stream_send and down in
-// stream_send_done by grpc_byte_buffer_length of the sent buffer, which is 0 by then (gRPC
-// core takes the slices out of a buffer it sends), so the count only grows; when it passes
-// the watch hub's max_pending_bytes (16 MiB) the hub takes the stream for a client that does
-// not read: its watchers go unsynced and get neither events nor progress notifications again.
-const knownBugWatchStall = "a watch stream stalls after 16 MiB of responses in all " +
-	"(server/rpc.c: pending_bytes is decreased by the length of a buffer gRPC has emptied); set ROBUSTNESS_KNOWN_BUGS=1 to run"
-
-// knownBugCompactCancelsWatchers: a compaction at a revision that the watch hub's tail has
-// not read yet cancels every watcher, caught-up ones included ("required revision has been
-// compacted"), and the events between each watcher's position and the compaction are lost to
-// it. watch/watch.c tail_main takes MVCC_ERR_COMPACTED from the change log for "a long
-// stall", but the tail is always a little behind the newest commit. etcd never cancels a
-// watcher that has caught up (it is sent events as they are written).
-const knownBugCompactCancelsWatchers = "a compaction at a revision the watch hub has not read yet cancels every watcher, " +
-	"caught-up ones included (watch/watch.c tail_main); set ROBUSTNESS_KNOWN_BUGS=1 to run"
 
 // Upstream's traffic (scenarios.Exploratory): the Kubernetes traffic (KubernetesHighTraffic
 // with kill -9, KubernetesLowTraffic under store faults) and the etcd traffic with deletes
@@ -102,14 +73,14 @@ func scenarios() []scenario {
 	return []scenario{
 		{name: "Kubernetes/Kill", traffic: k8s, profile: high, kill: true},
 		{name: "Etcd/Kill", traffic: etcd, profile: low, kill: true, watch: progress},
-		{name: "Kubernetes/StoreFaults", traffic: k8s, profile: low.WithoutCompaction(), faults: true},
-		{name: "Etcd/StoreFaults", traffic: etcd, profile: low.WithoutCompaction(), faults: true, watch: progress},
-		{name: "Kubernetes/StoreFaultsWithCompaction", traffic: k8s, profile: low, faults: true, bug: knownBugCompactTimeout},
-		{name: "Etcd/StoreFaultsWithCompaction", traffic: etcd, profile: low, faults: true, watch: progress, bug: knownBugCompactTimeout},
+		{name: "Kubernetes/StoreFaultsWithCompaction", traffic: k8s, profile: low, faults: true},
+		{name: "Etcd/StoreFaultsWithCompaction", traffic: etcd, profile: low, faults: true, watch: progress},
+		{name: "Kubernetes/StoreFaults", traffic: k8s, profile: low.WithoutCompaction(), faults: true, explore: true},
+		{name: "Etcd/StoreFaults", traffic: etcd, profile: low.WithoutCompaction(), faults: true, watch: progress, explore: true},
 
 		// etcd's high traffic with 5 % puts of 32 KiB and no kill: the whole-keyspace watch
 		// stream passes 16 MiB within the run.
-		{name: "EtcdPut/StoreFaults", traffic: compactOnWriteRevisions{Traffic: traffic.EtcdPut}, profile: high.WithoutCompaction(), faults: true, bug: knownBugWatchStall},
+		{name: "EtcdPut/StoreFaults", traffic: compactOnWriteRevisions{Traffic: traffic.EtcdPut}, profile: high.WithoutCompaction(), faults: true, explore: true},
 
 		{name: "EtcdPut/Kill", traffic: compactOnWriteRevisions{Traffic: traffic.EtcdPut}, profile: high, kill: true, explore: true},
 		// Profiles of upstream's regression scenarios for these traffics (Issue19179, Issue18089):
@@ -146,9 +117,6 @@ func TestRobustness(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			if s.explore && os.Getenv("ROBUSTNESS_EXPLORE") == "" {
 				t.Skip("exploratory: set ROBUSTNESS_EXPLORE=1 to run")
-			}
-			if s.bug != "" && os.Getenv("ROBUSTNESS_KNOWN_BUGS") == "" {
-				t.Skip("known bug: " + s.bug)
 			}
 			faults := ""
 			if s.faults {

@@ -31,10 +31,9 @@ import (
 // sends is a compaction at a future revision.
 //
 // delivered (set to the witness's) caps the revisions it compacts at with the last one the
-// witness has received: a compaction at a revision that etcd-fdb's watch hub has not yet
-// read cancels every watcher (knownBugCompactCancelsWatchers, reproduced by
-// TestKnownBugCompactionCancelsCaughtUpWatch), which the scenarios avoid so as to test
-// everything else. Upstream's RandRange mostly picks such older revisions too.
+// witness has received. It was needed while a compaction at a revision that etcd-fdb's watch
+// hub had not yet read cancelled every watcher (fixed; TestKnownBugCompactionCancelsCaughtUpWatch
+// guards it, compacting at the newest revision). Upstream's RandRange mostly picks such older revisions too.
 type compactOnWriteRevisions struct {
 	traffic.Traffic
 	delivered func() int64
