@@ -1758,7 +1758,6 @@ struct pending_event {
 struct events_scan {
     struct pending_event *rows;
     size_t n, cap;
-    size_t events; /* rows that will become events (all but none: see resolve) */
     size_t max;
     int with_prev_kv;
     int64_t last_rev;  /* revision of the last row taken */
