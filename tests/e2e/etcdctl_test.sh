@@ -150,32 +150,8 @@ EOF
 
 # ---- checks and assertions ----
 
-PASSED=0
-FAILED=0
+. "$(dirname "$0")/checks.sh"
 SKIPPED=0
-CURRENT=""
-CURRENT_OK=1
-
-finish_check()
-{
-    [ -n "$CURRENT" ] || return 0
-    if [ "$CURRENT_OK" = 1 ]; then
-        PASSED=$((PASSED + 1))
-        echo "ok   $CURRENT"
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL $CURRENT"
-    fi
-    CURRENT=""
-}
-
-# check NAME: starts a named check (and finishes the previous one).
-check()
-{
-    finish_check
-    CURRENT=$1
-    CURRENT_OK=1
-}
 
 # only_fdb: true for etcd-fdb; against etcd, skips the current check.
 only_fdb()
@@ -184,40 +160,6 @@ only_fdb()
     echo "skip $CURRENT (etcd-fdb only)"
     SKIPPED=$((SKIPPED + 1))
     CURRENT=""
-    return 1
-}
-
-fail()
-{
-    CURRENT_OK=0
-    echo "     - $*"
-}
-
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq()
-{
-    [ "$2" == "$3" ] && return 0
-    fail "$1: expected [$(printf %s "$2" | head -c 600)], got [$(printf %s "$3" | head -c 600)]"
-    return 1
-}
-
-# expect_contains WHAT NEEDLE HAYSTACK
-expect_contains()
-{
-    case "$3" in
-    *"$2"*) return 0 ;;
-    esac
-    fail "$1: expected to contain [$2], got [$(printf %s "$3" | head -c 600)]"
-    return 1
-}
-
-# expect_true WHAT CONDITION...: the condition is a command (usually `[ ... ]`).
-expect_true()
-{
-    local what=$1
-    shift
-    "$@" && return 0
-    fail "$what: not true: $*"
     return 1
 }
 
@@ -344,11 +286,6 @@ expect_refused()
 
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 lt() { is_int "$1" && is_int "$2" && [ "$1" -lt "$2" ]; }
-
-free_port()
-{
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # alive PID: the process exists and is not a zombie (our dead children stay zombies until
 # waited for, and kill -0 succeeds on them).

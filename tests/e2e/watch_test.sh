@@ -51,59 +51,9 @@ cleanup()
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port()
-{
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 # ---- checks ----
 
-PASSED=0
-FAILED=0
-CURRENT=""
-CURRENT_OK=1
-
-finish_check()
-{
-    [ -n "$CURRENT" ] || return 0
-    if [ "$CURRENT_OK" = 1 ]; then
-        PASSED=$((PASSED + 1))
-        echo "ok   $CURRENT"
-    else
-        FAILED=$((FAILED + 1))
-        echo "FAIL $CURRENT"
-    fi
-    CURRENT=""
-}
-
-check()
-{
-    finish_check
-    CURRENT=$1
-    CURRENT_OK=1
-}
-
-fail()
-{
-    CURRENT_OK=0
-    echo "     - $*"
-}
-
-expect_eq()
-{
-    [ "$2" == "$3" ] && return 0
-    fail "$1: expected [$(printf %s "$2" | head -c 800)], got [$(printf %s "$3" | head -c 800)]"
-    return 1
-}
-
-expect_true()
-{
-    local what=$1
-    shift
-    "$@" && return 0
-    fail "$what: not true: $*"
-    return 1
-}
+. "$(dirname "$0")/checks.sh"
 
 # ---- etcdctl ----
 

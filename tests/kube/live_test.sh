@@ -72,61 +72,11 @@ trap 'exit 130' INT TERM
 
 # ---- checks ----
 
-PASSED=0
-FAILED=0
-CURRENT=""
-CURRENT_OK=1
-FAILED_NAMES=()
-
-finish_check()
-{
-    [ -n "$CURRENT" ] || return 0
-    if [ "$CURRENT_OK" = 1 ]; then
-        PASSED=$((PASSED + 1))
-        echo "ok   $CURRENT"
-    else
-        FAILED=$((FAILED + 1))
-        FAILED_NAMES+=("$CURRENT")
-        echo "FAIL $CURRENT"
-    fi
-    CURRENT=""
-}
-
-# check NAME: starts a named check (and finishes the previous one).
-check()
-{
-    finish_check
-    CURRENT=$1
-    CURRENT_OK=1
-}
-
-fail()
-{
-    CURRENT_OK=0
-    echo "     - $*"
-}
+. "$(dirname "$0")/../e2e/checks.sh"
 
 note()
 {
     echo "     . $*"
-}
-
-# expect_eq WHAT EXPECTED ACTUAL
-expect_eq()
-{
-    [ "$2" == "$3" ] && return 0
-    fail "$1: expected [$(printf %s "$2" | head -c 400)], got [$(printf %s "$3" | head -c 400)]"
-    return 1
-}
-
-# expect_contains WHAT NEEDLE HAYSTACK
-expect_contains()
-{
-    case "$3" in
-    *"$2"*) return 0 ;;
-    esac
-    fail "$1: expected to contain [$2], got [$(printf %s "$3" | head -c 400)]"
-    return 1
 }
 
 # expect_gt WHAT A B: the integer A is greater than B (resourceVersions are etcd revisions).
@@ -137,11 +87,6 @@ expect_gt()
     fi
     fail "$1: expected [$2] > [$3]"
     return 1
-}
-
-free_port()
-{
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # wait_exit PID SECONDS: waits for the process to end; sets EXIT_RC (124 if it did not).
