@@ -60,6 +60,7 @@ struct rpc_stream {
     int input_done; /* the client sends nothing more (half-close, or the call is over) */
     int in_message;    /* a `message` callback is running (on some completion-queue thread) */
     int close_pending; /* `closed` waits for it: the two never overlap */
+    int recv_held;     /* rpc_stream_hold: no new read until rpc_stream_resume */
     struct rpc_stream *next_live, *prev_live; /* server->live_streams, under server->lock */
     int live;
 };
@@ -535,7 +536,7 @@ static void stream_recv_done(struct tag *t, int ok)
     if (close_now)
         st->closed_notified = 1;
     st->close_pending = 0;
-    if (!st->input_done)
+    if (!st->input_done && !st->recv_held)
         stream_start_recv_locked(st);
     pthread_mutex_unlock(&st->mu);
     if (close_now) {
@@ -608,6 +609,25 @@ size_t rpc_stream_pending_bytes(struct rpc_stream *st)
     size_t n = st->pending_bytes;
     pthread_mutex_unlock(&st->mu);
     return n;
+}
+
+void rpc_stream_hold(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->recv_held = 1;
+    pthread_mutex_unlock(&st->mu);
+}
+
+void rpc_stream_resume(struct rpc_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    if (st->recv_held) {
+        st->recv_held = 0;
+        /* In a `message` callback, the read restarts when it returns. */
+        if (!st->in_message && !st->input_done)
+            stream_start_recv_locked(st);
+    }
+    pthread_mutex_unlock(&st->mu);
 }
 
 void rpc_stream_release(struct rpc_stream *st)

@@ -66,6 +66,12 @@ int rpc_stream_send(struct rpc_stream *stream, const ProtobufCMessage *msg);
 /* Bytes queued and not yet written to the transport. */
 size_t rpc_stream_pending_bytes(struct rpc_stream *stream);
 void rpc_stream_release(struct rpc_stream *stream);
+/* Input flow control. rpc_stream_hold, called from the stream's `message` callback, stops
+ * reading the client's messages after this one; rpc_stream_resume, from any thread before
+ * rpc_stream_release, reads on. While held, gRPC's flow control slows the client down, so
+ * a client that floods requests cannot make the server queue them without bound. */
+void rpc_stream_hold(struct rpc_stream *stream);
+void rpc_stream_resume(struct rpc_stream *stream);
 
 /* Runs fn(arg) on a worker thread (where blocking on the store is allowed). */
 void rpc_server_run(struct rpc_server *s, void (*fn)(void *arg), void *arg);

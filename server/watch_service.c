@@ -19,6 +19,16 @@ static size_t sink_pending(void *arg)
     return rpc_stream_pending_bytes(arg);
 }
 
+static void sink_hold(void *arg)
+{
+    rpc_stream_hold(arg);
+}
+
+static void sink_resume(void *arg)
+{
+    rpc_stream_resume(arg);
+}
+
 static void *watch_open(void *ctx, struct rpc_stream *stream)
 {
     struct server *s = ctx;
@@ -26,7 +36,7 @@ static void *watch_open(void *ctx, struct rpc_stream *stream)
     if (!c)
         abort();
     c->rpc = stream;
-    struct watch_sink sink = {sink_send, sink_pending, stream};
+    struct watch_sink sink = {sink_send, sink_pending, sink_hold, sink_resume, stream};
     c->watch = watch_stream_open(s->watch, &sink);
     return c;
 }
@@ -34,8 +44,7 @@ static void *watch_open(void *ctx, struct rpc_stream *stream)
 static void watch_message(void *state, ProtobufCMessage *msg)
 {
     struct watch_call *c = state;
-    watch_stream_request(c->watch, (const Etcdserverpb__WatchRequest *)msg);
-    protobuf_c_message_free_unpacked(msg, NULL);
+    watch_stream_request(c->watch, (Etcdserverpb__WatchRequest *)msg); /* takes msg */
 }
 
 static void watch_closed(void *state)

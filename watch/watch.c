@@ -24,6 +24,9 @@
  */
 #include "watch/watch.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +50,7 @@ struct event_node {
     struct event_node *next;
 };
 
-/* One watch. Kept small (about 130 bytes plus its key), and in one allocation with its
+/* One watch. Kept small (104 bytes plus its key), and in one allocation with its
  * key and range end: a kube-apiserver or a benchmark may hold 100,000 of them. */
 struct watcher {
     struct watch_stream *stream;
@@ -58,8 +61,7 @@ struct watcher {
     int64_t id;
     int64_t next_rev;    /* first revision not yet delivered */
     int64_t created_rev; /* the revision its created response reported */
-    const uint8_t *key, *end; /* [key, end) in bytes[]; end_len 0 and !open_end: one key */
-    uint32_t key_len, end_len;
+    uint32_t key_len, end_len; /* [key, end) in bytes[]; end_len 0 and !open_end: one key */
     uint32_t batch_n;
     unsigned open_end : 1; /* every key >= key */
     unsigned no_put : 1, no_delete : 1, prev_kv : 1, progress_notify : 1, fragment : 1;
@@ -67,9 +69,12 @@ struct watcher {
     uint8_t bytes[];
 };
 
+#define WATCHER_KEY(w) ((const uint8_t *)(w)->bytes)
+#define WATCHER_END(w) ((const uint8_t *)(w)->bytes + (w)->key_len)
+
 struct request {
     struct watch_stream *stream;
-    Etcdserverpb__WatchRequest *req; /* packed and unpacked copy */
+    Etcdserverpb__WatchRequest *req; /* owned */
     struct request *next;
 };
 
@@ -83,6 +88,7 @@ struct watch_stream {
     int progress_wanted;
     int64_t progress_min_rev; /* the store's revision when progress was requested */
     int closing;
+    int queued, held; /* requests of the stream in the hub's queue; input held (sink.hold) */
     int refs; /* hub->mu: the owner until close, each queued request, a catch-up in progress */
     struct watch_stream *next, *prev;
 };
@@ -116,6 +122,8 @@ struct watch_hub {
     pthread_t tail_thread, worker_thread;
     struct mvcc_wake tail_wake; /* ends the tail's store wait at shutdown */
     int64_t last_tick_ms;
+    unsigned handled_since_trim; /* requests handled since memory was last given back */
+    int64_t last_request_ms;
 };
 
 static int64_t now_ms(void)
@@ -145,14 +153,14 @@ static int bytes_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 
 static int watcher_matches(const struct watcher *w, const ProtobufCBinaryData *k)
 {
-    int c = bytes_cmp(k->data, k->len, w->key, w->key_len);
+    int c = bytes_cmp(k->data, k->len, WATCHER_KEY(w), w->key_len);
     if (c < 0)
         return 0;
     if (w->open_end)
         return 1;
     if (w->end_len == 0)
         return c == 0;
-    return bytes_cmp(k->data, k->len, w->end, w->end_len) < 0;
+    return bytes_cmp(k->data, k->len, WATCHER_END(w), w->end_len) < 0;
 }
 
 /* Where a watcher's delivery resumes. A synced watcher implicitly follows synced_rev, so
@@ -171,7 +179,8 @@ static int end_cmp(const struct watcher *a, const struct watcher *b)
     if (a->open_end || b->open_end)
         return a->open_end - b->open_end;
     /* a single key's end is key + "\0" */
-    const uint8_t *ae = a->end_len ? a->end : a->key, *be = b->end_len ? b->end : b->key;
+    const uint8_t *ae = a->end_len ? WATCHER_END(a) : WATCHER_KEY(a);
+    const uint8_t *be = b->end_len ? WATCHER_END(b) : WATCHER_KEY(b);
     size_t al = a->end_len ? a->end_len : a->key_len, bl = b->end_len ? b->end_len : b->key_len;
     int c = bytes_cmp(ae, al, be, bl);
     if (c)
@@ -185,14 +194,14 @@ static int end_after(const struct watcher *w, const ProtobufCBinaryData *k)
     if (w->open_end)
         return 1;
     if (w->end_len)
-        return bytes_cmp(w->end, w->end_len, k->data, k->len) > 0;
-    return bytes_cmp(w->key, w->key_len, k->data, k->len) >= 0;
+        return bytes_cmp(WATCHER_END(w), w->end_len, k->data, k->len) > 0;
+    return bytes_cmp(WATCHER_KEY(w), w->key_len, k->data, k->len) >= 0;
 }
 
 static int begin_sort(const void *x, const void *y)
 {
     const struct watcher *a = *(struct watcher *const *)x, *b = *(struct watcher *const *)y;
-    return bytes_cmp(a->key, a->key_len, b->key, b->key_len);
+    return bytes_cmp(WATCHER_KEY(a), a->key_len, WATCHER_KEY(b), b->key_len);
 }
 
 static void push_watcher(struct watcher ***v, size_t *n, size_t *cap, struct watcher *w)
@@ -246,7 +255,7 @@ static size_t upper_bound(struct watcher **v, size_t n, const ProtobufCBinaryDat
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = bytes_cmp(v[mid]->key, v[mid]->key_len, k->data, k->len);
+        int c = bytes_cmp(WATCHER_KEY(v[mid]), v[mid]->key_len, k->data, k->len);
         if (strict ? c <= 0 : c < 0)
             lo = mid + 1;
         else
@@ -261,7 +270,8 @@ typedef void (*visit_fn)(struct watcher *w, void *arg);
 static void index_lookup(struct windex *ix, const ProtobufCBinaryData *k, visit_fn visit, void *arg)
 {
     for (size_t i = upper_bound(ix->exact, ix->n_exact, k, 0);
-         i < ix->n_exact && bytes_cmp(ix->exact[i]->key, ix->exact[i]->key_len, k->data, k->len) == 0;
+         i < ix->n_exact &&
+         bytes_cmp(WATCHER_KEY(ix->exact[i]), ix->exact[i]->key_len, k->data, k->len) == 0;
          i++)
         visit(ix->exact[i], arg);
     size_t hi = upper_bound(ix->ranges, ix->n_ranges, k, 1); /* begins <= key */
@@ -683,12 +693,10 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
     w->id = id;
     if (c->key.len)
         memcpy(w->bytes, c->key.data, c->key.len);
-    w->key = w->bytes;
     w->key_len = (uint32_t)c->key.len;
     w->open_end = open_end;
     if (end_len)
         memcpy(w->bytes + c->key.len, c->range_end.data, end_len);
-    w->end = w->bytes + c->key.len;
     w->end_len = (uint32_t)end_len;
     for (size_t i = 0; i < c->n_filters; i++) {
         if (c->filters[i] == ETCDSERVERPB__WATCH_CREATE_REQUEST__FILTER_TYPE__NOPUT)
@@ -879,6 +887,18 @@ static void progress_tick(struct watch_hub *hub)
         }
 }
 
+/* After TRIM_AFTER requests, once none came for TRIM_QUIET_MS, the memory freed meanwhile
+ * is given back. */
+#define TRIM_AFTER 1024
+#define TRIM_QUIET_MS 500
+
+static void release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct watch_hub *hub = arg;
@@ -900,12 +920,25 @@ static void *worker_main(void *arg)
                 hub->req_tail = NULL;
         }
         int idle = !r && !hub->unsynced;
+        if (r)
+            hub->last_request_ms = now;
+        if (!r && hub->handled_since_trim >= TRIM_AFTER &&
+            now - hub->last_request_ms >= TRIM_QUIET_MS) {
+            /* A burst of creates and cancels is over. Its messages and responses were
+             * freed between long-lived watchers; give those free pages back to the OS. */
+            hub->handled_since_trim = 0;
+            pthread_mutex_unlock(&hub->mu);
+            release_free_memory();
+            continue;
+        }
         if (idle) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             int64_t wait = hub->config.progress_interval_ms - (now - hub->last_tick_ms);
             if (wait > WAIT_MS)
                 wait = WAIT_MS;
+            if (hub->handled_since_trim >= TRIM_AFTER && wait > TRIM_QUIET_MS)
+                wait = TRIM_QUIET_MS;
             ts.tv_sec += wait / 1000;
             ts.tv_nsec += (wait % 1000) * 1000000;
             if (ts.tv_nsec >= 1000000000) {
@@ -919,7 +952,15 @@ static void *worker_main(void *arg)
             handle_request(hub, r);
             etcdserverpb__watch_request__free_unpacked(r->req, NULL);
             pthread_mutex_lock(&hub->mu);
-            stream_unref_locked(r->stream);
+            hub->handled_since_trim++;
+            struct watch_stream *s = r->stream;
+            /* Read on once the stream's queue is short again: a stream's requests in
+             * memory stay under WATCH_QUEUE_HOLD, however fast its client sends them. */
+            if (--s->queued <= WATCH_QUEUE_HOLD / 4 && s->held && !s->closing) {
+                s->held = 0;
+                s->sink.resume(s->sink.arg);
+            }
+            stream_unref_locked(s);
             pthread_mutex_unlock(&hub->mu);
             free(r);
         } else if (!idle && !catch_up_one(hub)) {
@@ -1008,26 +1049,20 @@ struct watch_stream *watch_stream_open(struct watch_hub *hub, const struct watch
     return s;
 }
 
-void watch_stream_request(struct watch_stream *s, const Etcdserverpb__WatchRequest *req)
+void watch_stream_request(struct watch_stream *s, Etcdserverpb__WatchRequest *req)
 {
-    /* A private copy: the caller's message goes away when this returns. */
-    size_t len = protobuf_c_message_get_packed_size(&req->base);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        abort();
-    protobuf_c_message_pack(&req->base, buf);
-    Etcdserverpb__WatchRequest *copy = etcdserverpb__watch_request__unpack(NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return;
     struct request *r = calloc(1, sizeof(*r));
     if (!r)
         abort();
     r->stream = s;
-    r->req = copy;
+    r->req = req;
     struct watch_hub *hub = s->hub;
     pthread_mutex_lock(&hub->mu);
     s->refs++;
+    if (++s->queued >= WATCH_QUEUE_HOLD && !s->held && s->sink.hold) {
+        s->held = 1;
+        s->sink.hold(s->sink.arg);
+    }
     if (hub->req_tail)
         hub->req_tail->next = r;
     else
@@ -1059,6 +1094,7 @@ void watch_stream_close(struct watch_stream *s)
             etcdserverpb__watch_request__free_unpacked(r->req, NULL);
             free(r);
             s->refs--;
+            s->queued--;
         } else {
             last = r;
             link = &r->next;

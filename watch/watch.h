@@ -25,6 +25,11 @@ struct watch_config {
 struct watch_sink {
     int (*send)(void *arg, const Etcdserverpb__WatchResponse *response);
     size_t (*pending)(void *arg);
+    /* Optional input flow control: hold() is called from within watch_stream_request (so
+     * from the code that read the request): read no more requests until resume(), which
+     * the hub calls from its own thread once the stream's queue has drained. */
+    void (*hold)(void *arg);
+    void (*resume)(void *arg);
     void *arg;
 };
 
@@ -34,8 +39,11 @@ int watch_hub_create(const struct watch_config *config, struct watch_hub **out)
 void watch_hub_destroy(struct watch_hub *hub);
 
 struct watch_stream *watch_stream_open(struct watch_hub *hub, const struct watch_sink *sink);
-/* Queues a client request (create, cancel, progress); never blocks. Copies what it needs. */
-void watch_stream_request(struct watch_stream *stream, const Etcdserverpb__WatchRequest *req);
+/* Queues a client request (create, cancel, progress); never blocks. Takes req, which must be
+ * a message of its own (etcdserverpb__watch_request__unpack): the hub frees it. Past
+ * WATCH_QUEUE_HOLD queued requests of the stream, calls the sink's hold(). */
+#define WATCH_QUEUE_HOLD 16
+void watch_stream_request(struct watch_stream *stream, Etcdserverpb__WatchRequest *req);
 /* Cancels the stream's watchers and frees it; its sink is not called after this returns. */
 void watch_stream_close(struct watch_stream *stream);
 

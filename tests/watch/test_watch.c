@@ -4,7 +4,8 @@
  *     in order, a revision's events in one response, also under the store's faults;
  *   - many watchers replaying history from different revisions (catch-up reads shared
  *     between them) see exactly the history from their start, then live events;
- *   - a stream with thousands of watchers: ids, cancel, duplicate ids, reuse. */
+ *   - a stream with thousands of watchers: ids, cancel, duplicate ids, reuse; a client that
+ *     sends creates faster than the hub serves them is held, then resumed. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +31,8 @@ struct collector {
     /* a client that does not read: bytes sent since it last read, and the most seen */
     int stalled;
     size_t unread, max_unread, largest;
+    /* input flow control: the hub asked to stop reading the client (held) */
+    int held, holds, resumes;
 };
 
 static int collect_send(void *arg, const Etcdserverpb__WatchResponse *r)
@@ -70,6 +73,27 @@ static size_t collect_pending(void *arg)
     return n;
 }
 
+static void collect_hold(void *arg)
+{
+    struct collector *c = arg;
+    pthread_mutex_lock(&c->mu);
+    ck_assert(!c->held);
+    c->held = 1;
+    c->holds++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void collect_resume(void *arg)
+{
+    struct collector *c = arg;
+    pthread_mutex_lock(&c->mu);
+    ck_assert(c->held);
+    c->held = 0;
+    c->resumes++;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void collector_init(struct collector *c)
 {
     memset(c, 0, sizeof(*c));
@@ -105,7 +129,7 @@ static void wait_until(struct collector *c, done_fn done, void *arg)
 
 static struct watch_stream *open_stream(struct watch_hub *hub, struct collector *c)
 {
-    struct watch_sink sink = {collect_send, collect_pending, c};
+    struct watch_sink sink = {collect_send, collect_pending, collect_hold, collect_resume, c};
     return watch_stream_open(hub, &sink);
 }
 
@@ -124,6 +148,19 @@ static struct watch_hub *open_hub_limited(struct mvcc *m, size_t max_pending_byt
 static struct watch_hub *open_hub(struct mvcc *m)
 {
     return open_hub_limited(m, 0);
+}
+
+/* Hands the hub a copy of r of its own, as the gRPC layer hands it each message it reads. */
+static void submit(struct watch_stream *s, const Etcdserverpb__WatchRequest *r)
+{
+    size_t len = etcdserverpb__watch_request__get_packed_size(r);
+    uint8_t *buf = malloc(len ? len : 1);
+    ck_assert_ptr_nonnull(buf);
+    etcdserverpb__watch_request__pack(r, buf);
+    Etcdserverpb__WatchRequest *copy = etcdserverpb__watch_request__unpack(NULL, len, buf);
+    free(buf);
+    ck_assert_ptr_nonnull(copy);
+    watch_stream_request(s, copy);
 }
 
 static ProtobufCBinaryData B(const char *s)
@@ -145,7 +182,7 @@ static void create_watch(struct watch_stream *s, int64_t id, const char *key, co
     Etcdserverpb__WatchRequest r = ETCDSERVERPB__WATCH_REQUEST__INIT;
     r.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
     r.create_request = &c;
-    watch_stream_request(s, &r);
+    submit(s, &r);
 }
 
 static void cancel_watch(struct watch_stream *s, int64_t id)
@@ -155,7 +192,7 @@ static void cancel_watch(struct watch_stream *s, int64_t id)
     Etcdserverpb__WatchRequest r = ETCDSERVERPB__WATCH_REQUEST__INIT;
     r.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CANCEL_REQUEST;
     r.cancel_request = &c;
-    watch_stream_request(s, &r);
+    submit(s, &r);
 }
 
 static void request_progress(struct watch_stream *s)
@@ -164,7 +201,7 @@ static void request_progress(struct watch_stream *s)
     Etcdserverpb__WatchRequest r = ETCDSERVERPB__WATCH_REQUEST__INIT;
     r.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_PROGRESS_REQUEST;
     r.progress_request = &p;
-    watch_stream_request(s, &r);
+    submit(s, &r);
 }
 
 static int is_progress(const Etcdserverpb__WatchResponse *r)
@@ -551,12 +588,27 @@ START_TEST(test_thousands_of_watchers_on_one_stream)
     collector_init(&c);
     struct watch_stream *s = open_stream(hub, &c);
     char key[32];
+    /* The client sends as fast as it can, and stops while the hub holds its input, as the
+     * gRPC layer stops reading: what waits in the hub stays under WATCH_QUEUE_HOLD. */
+    size_t most_waiting = 0;
     for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&c.mu);
+        while (c.held)
+            pthread_cond_wait(&c.cv, &c.mu);
+        size_t waiting = (size_t)i - c.n;
+        if (waiting > most_waiting)
+            most_waiting = waiting;
+        pthread_mutex_unlock(&c.mu);
         snprintf(key, sizeof(key), "w/%05d", i);
         create_watch(s, 0, key, NULL, 0, 0); /* the server picks the id */
     }
     struct created_wait cw = {N};
     wait_until(&c, got_created, &cw);
+    pthread_mutex_lock(&c.mu);
+    ck_assert_int_gt(c.holds, 0); /* each create reads the store: the client is faster */
+    ck_assert_int_eq(c.resumes, c.holds);
+    ck_assert_uint_lt(most_waiting, WATCH_QUEUE_HOLD);
+    pthread_mutex_unlock(&c.mu);
     /* etcd's AutoWatchID: 0, 1, 2, ... in creation order */
     pthread_mutex_lock(&c.mu);
     for (size_t i = 0; i < c.n; i++) {
