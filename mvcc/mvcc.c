@@ -878,14 +878,22 @@ static int lease_exists(struct exec *ex, int64_t lease, int *exists)
 }
 
 /* The key's newest KeyValue (NULL if none), with a read conflict on it. */
-static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
+/* Whether the transaction wrote key; *out is then its newest KeyValue (NULL: deleted). */
+static int own_find(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
 {
     *out = NULL;
     for (int i = ex->own_count - 1; i >= 0; i--)
         if (ex->own[i].key_len == key->len && memcmp(ex->own[i].key, key->data, key->len) == 0) {
             *out = ex->own[i].kv;
-            return 0;
+            return 1;
         }
+    return 0;
+}
+
+static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
+{
+    if (own_find(ex, key, out))
+        return 0;
     ProtobufCBinaryData none = {0, NULL};
     struct kv_list l = {NULL, 0, 0, 0, 1, 0};
     int err = range_latest(ex, key, &none, 0, &l);
@@ -2108,7 +2116,6 @@ struct lease_req {
     int64_t *ids;
     size_t max;
     int64_t resume_from, resume_next; /* extend_all: where a chunk starts and the next one */
-    int for_revoke;       /* lease_keys_fn: read with conflicts */
     const int64_t *batch; /* expire: the leases to revoke together */
     size_t batch_n;
 };
@@ -2241,9 +2248,7 @@ static int lease_keys_fn(struct exec *ex, const void *req, void *resp)
     keys_lease_keys_range(&ex->m->keys, r->id, &begin, &end);
     struct key_collect c = {r, {0}, 0, 0};
     tuple_buf_init(&c.key);
-    /* A revoke reads the list with a conflict range: a key attached meanwhile makes it retry
-     * and delete that key too, instead of leaving it attached to a revoked lease. */
-    fdb_error_t err = store_scan(ex, &begin, &end, !r->for_revoke, lease_key_row, &c);
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, lease_key_row, &c);
     tuple_buf_free(&c.key);
     tuple_buf_free(&begin);
     tuple_buf_free(&end);
@@ -2364,42 +2369,204 @@ static int check_fence(struct exec *ex, const struct mvcc_fence *fence)
     return same ? 0 : body_fail(ex, MVCC_ERR_FENCED);
 }
 
-/* Revokes lease id in this transaction: deletes every key still attached to it and the
- * lease. With expired_before_ms > 0 it does nothing if the lease was renewed past it. */
-static int revoke_one(struct exec *ex, struct lease_req *r, int64_t id, int *revoked)
+/* Waits for every future of f[0..n) (NULL entries are skipped); on an error destroys them
+ * all and returns the first error. */
+static fdb_error_t wait_all(struct exec *ex, FDBFuture **f, size_t n)
+{
+    fdb_error_t first = 0;
+    for (size_t i = 0; i < n; i++)
+        if (f[i]) {
+            fdb_error_t err = kv_wait(ex->api, f[i]);
+            if (err && !first)
+                first = err;
+        }
+    if (first)
+        for (size_t i = 0; i < n; i++)
+            if (f[i]) {
+                ex->api->future_destroy(f[i]);
+                f[i] = NULL;
+            }
+    return first;
+}
+
+/* The newest record of key as a KeyValue without its value (value.len is the value's
+ * length), from a finished read of P (1, key); NULL if the key does not exist. Destroys f. */
+static int latest_header(struct exec *ex, const ProtobufCBinaryData *key, FDBFuture *f,
+                         Mvccpb__KeyValue **out)
+{
+    fdb_bool_t present;
+    const uint8_t *v;
+    int len;
+    fdb_error_t err = ex->api->future_get_value(f, &present, &v, &len);
+    struct record rec;
+    int rc = err;
+    *out = NULL;
+    if (!err && present) {
+        if (record_decode(v, (size_t)len, &rec) != 0) {
+            rc = body_fail(ex, MVCC_ERR_CORRUPT);
+        } else {
+            Mvccpb__KeyValue *kv = alloc0(ex, sizeof(*kv));
+            mvccpb__key_value__init(kv);
+            kv->key = *key;
+            kv->mod_revision = rec.mod_rev;
+            kv->lease = rec.lease;
+            kv->value.len = rec.total_len;
+            *out = kv;
+        }
+    }
+    ex->api->future_destroy(f);
+    return rc;
+}
+
+/* A lease of a revoke being read: its record, then its keys, then their records. */
+struct revoking {
+    int64_t id;
+    struct mvcc_lease lease;
+    int take; /* found, and not renewed past r->expired_before_ms */
+    ProtobufCBinaryData *keys;
+    size_t n_keys;
+    Mvccpb__KeyValue **kvs;
+};
+
+/* Reads the key list of every lease taken, all lists at once; a list longer than
+ * LIST_FIRST_READ keys (or than one read returns) is read on by store_scan. The reads conflict: a key attached meanwhile makes the
+ * transaction retry and delete that key too, instead of leaving it attached. */
+#define LIST_FIRST_READ 1000
+
+static int read_key_lists(struct exec *ex, struct lease_req *r, struct revoking *v, size_t n)
+{
+    FDBFuture **f = alloc0(ex, n * sizeof(*f));
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    for (size_t i = 0; i < n; i++)
+        if (v[i].take) {
+            keys_lease_keys_range(&ex->m->keys, v[i].id, &begin, &end);
+            f[i] = ex->api->transaction_get_range(ex->tr, begin.data, (int)begin.len, 0, 1,
+                                                  end.data, (int)end.len, 0, 1,
+                                                  LIST_FIRST_READ, 0,
+                                                  FDB_STREAMING_MODE_WANT_ALL, 1, 0, 0);
+        }
+    int err = wait_all(ex, f, n);
+    struct key_collect c = {r, {0}, 0, 0};
+    tuple_buf_init(&c.key);
+    for (size_t i = 0; i < n; i++) {
+        if (!f[i])
+            continue;
+        const FDBKeyValue *rows;
+        int count = 0, more = 0;
+        if (!err)
+            err = ex->api->future_get_keyvalue_array(f[i], &rows, &count, &more);
+        r->keys = NULL;
+        r->n = 0;
+        c.cap = 0;
+        for (int j = 0; !err && j < count && !c.err; j++)
+            lease_key_row(ex, &rows[j], &c);
+        if (!err && !c.err && more && count > 0) { /* the rest of a long list */
+            static const uint8_t after = 0;
+            keys_lease_keys_range(&ex->m->keys, v[i].id, &begin, &end);
+            tuple_buf_reset(&begin); /* from the key after the last one read */
+            tuple_buf_append(&begin, rows[count - 1].key, (size_t)rows[count - 1].key_length);
+            tuple_buf_append(&begin, &after, 1);
+            err = store_scan(ex, &begin, &end, 0, lease_key_row, &c);
+        }
+        ex->api->future_destroy(f[i]);
+        if (!err && c.err)
+            err = c.err;
+        v[i].keys = r->keys;
+        v[i].n_keys = r->n;
+    }
+    tuple_buf_free(&c.key);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    return err;
+}
+
+/* Revokes the leases ids[0..n) in this transaction (one revision): deletes every key still
+ * attached to each, then the lease. With r->expired_before_ms > 0 a lease renewed past it is
+ * skipped; a lease that does not exist fails with MVCC_ERR_LEASE_NOT_FOUND when must_exist,
+ * else is skipped. The reads go out together, stage by stage (the leases, their key lists,
+ * the keys' records): three store round trips for the group, not one per read. */
+static int revoke_leases(struct exec *ex, struct lease_req *r, const int64_t *ids, size_t n,
+                         int must_exist, int *revoked)
 {
     *revoked = 0;
-    struct mvcc_lease l;
-    int found;
-    int err = read_lease(ex, id, &l, &found);
-    if (err)
-        return err;
-    if (!found)
-        return MVCC_ERR_LEASE_NOT_FOUND; /* the caller decides: failure or skip */
-    if (r->expired_before_ms > 0 && l.expires_at_ms > r->expired_before_ms)
-        return 0; /* renewed meanwhile */
-    r->id = id;
-    r->for_revoke = 1;
-    err = lease_keys_fn(ex, r, NULL);
-    if (err)
-        return err;
-    for (size_t i = 0; i < r->n; i++) {
-        Mvccpb__KeyValue *kv;
-        err = get_latest(ex, &r->keys[i], &kv);
-        if (err)
-            return err;
-        if (kv && kv->lease == id)
-            write_delete(ex, kv, 0);
+    struct revoking *v = alloc0(ex, n * sizeof(*v));
+    FDBFuture **f = alloc0(ex, n * sizeof(*f));
+    for (size_t i = 0; i < n; i++) {
+        v[i].id = ids[i];
+        keys_lease(&ex->m->keys, &ex->k1, ids[i]);
+        f[i] = ex->api->transaction_get(ex->tr, ex->k1.data, (int)ex->k1.len, 0);
     }
-    /* The lease's key list, entry by entry (it was just read whole): a range clear would
-     * cost later reads of the embedded store (see exec_delete_range). */
-    for (size_t i = 0; i < r->n; i++)
-        set_lease_key(ex, id, r->keys[i].data, r->keys[i].len, 0);
-    keys_lease(&ex->m->keys, &ex->k1, id);
-    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
-    keys_lease_expiry(&ex->m->keys, &ex->k1, l.expires_at_ms, id);
-    ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
-    *revoked = 1;
+    int err = wait_all(ex, f, n);
+    for (size_t i = 0; i < n; i++) {
+        fdb_bool_t present = 0;
+        const uint8_t *val;
+        int len = 0;
+        if (!err)
+            err = ex->api->future_get_value(f[i], &present, &val, &len);
+        if (!err && present && len == 16) {
+            v[i].lease.id = ids[i];
+            v[i].lease.granted_ttl = get_be64_bytes(val);
+            v[i].lease.expires_at_ms = get_be64_bytes(val + 8);
+            v[i].take = r->expired_before_ms <= 0 ||
+                        v[i].lease.expires_at_ms <= r->expired_before_ms;
+        } else if (!err && must_exist) {
+            err = body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+        }
+        if (f[i])
+            ex->api->future_destroy(f[i]);
+    }
+    if (err)
+        return err;
+    err = read_key_lists(ex, r, v, n);
+    if (err)
+        return err;
+
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].n_keys;
+    FDBFuture **kf = alloc0(ex, (total ? total : 1) * sizeof(*kf));
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        v[i].kvs = alloc0(ex, (v[i].n_keys ? v[i].n_keys : 1) * sizeof(*v[i].kvs));
+        for (size_t j = 0; j < v[i].n_keys; j++, at++) {
+            keys_latest(&ex->m->keys, &ex->k1, v[i].keys[j].data, v[i].keys[j].len);
+            kf[at] = ex->api->transaction_get(ex->tr, ex->k1.data, (int)ex->k1.len, 0);
+        }
+    }
+    err = wait_all(ex, kf, total);
+    at = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < v[i].n_keys; j++, at++)
+            if (kf[at]) {
+                int rc = latest_header(ex, &v[i].keys[j], kf[at], &v[i].kvs[j]);
+                if (!err)
+                    err = rc;
+            }
+    if (err)
+        return err;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].take)
+            continue;
+        for (size_t j = 0; j < v[i].n_keys; j++) {
+            Mvccpb__KeyValue *kv = v[i].kvs[j], *own;
+            if (own_find(ex, &v[i].keys[j], &own))
+                kv = own;
+            if (kv && kv->lease == v[i].id)
+                write_delete(ex, kv, 0);
+        }
+        /* The lease's key list, entry by entry (it was just read whole): a range clear
+         * would cost later reads of the embedded store (see exec_delete_range). */
+        for (size_t j = 0; j < v[i].n_keys; j++)
+            set_lease_key(ex, v[i].id, v[i].keys[j].data, v[i].keys[j].len, 0);
+        keys_lease(&ex->m->keys, &ex->k1, v[i].id);
+        ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+        keys_lease_expiry(&ex->m->keys, &ex->k1, v[i].lease.expires_at_ms, v[i].id);
+        ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
+        (*revoked)++;
+    }
     return 0;
 }
 
@@ -2409,15 +2576,10 @@ static int lease_revoke_fn(struct exec *ex, const void *req, void *resp)
     (void)resp;
     r->revoked = 0;
     int err = check_fence(ex, r->fence);
+    if (!err)
+        err = revoke_leases(ex, r, &r->id, 1, 1, &r->revoked);
     if (err)
         return err;
-    int done;
-    err = revoke_one(ex, r, r->id, &done);
-    if (err == MVCC_ERR_LEASE_NOT_FOUND)
-        return body_fail(ex, err);
-    if (err)
-        return err;
-    r->revoked = done;
     r->revision = ex->cur_rev;
     if (ex->writes)
         patch_later(ex, &r->revision);
@@ -2432,18 +2594,7 @@ static int lease_expire_fn(struct exec *ex, const void *req, void *resp)
     (void)resp;
     r->revoked = 0;
     int err = check_fence(ex, r->fence);
-    if (err)
-        return err;
-    for (size_t i = 0; i < r->batch_n; i++) {
-        int done;
-        err = revoke_one(ex, r, r->batch[i], &done);
-        if (err == MVCC_ERR_LEASE_NOT_FOUND)
-            continue;
-        if (err)
-            return err;
-        r->revoked += done;
-    }
-    return 0;
+    return err ? err : revoke_leases(ex, r, r->batch, r->batch_n, 0, &r->revoked);
 }
 
 int mvcc_lease_expire(struct mvcc *m, const int64_t *ids, size_t n, int64_t expired_before_ms,

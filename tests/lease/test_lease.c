@@ -125,6 +125,55 @@ START_TEST(test_expiry_deletes_keys_in_one_revision)
 }
 END_TEST
 
+START_TEST(test_revoke_deletes_every_key_of_a_long_list)
+{
+    /* More keys than the first read of a lease's key list returns (1,000), one value split
+     * into chunks, a key moved to another lease and a key detached before the revoke. */
+    enum { N = 2500 };
+    open_mvcc();
+    int64_t t0 = lease_now_ms(), rev;
+    fdb_error_t se = 0;
+    MVCC_OK_(mvcc_lease_grant(M, 300, 60, t0, &rev, &se));
+    MVCC_OK_(mvcc_lease_grant(M, 400, 60, t0, &rev, &se));
+    char key[32];
+    int64_t before = 0;
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof(key), "m/%05d", i);
+        int64_t r = put(key, 300);
+        if (i == 0)
+            before = r - 1;
+    }
+    static uint8_t big[200000];
+    memset(big, 'x', sizeof(big));
+    Etcdserverpb__PutRequest req = ETCDSERVERPB__PUT_REQUEST__INIT;
+    req.key.data = (uint8_t *)"m/big";
+    req.key.len = 5;
+    req.value.data = big;
+    req.value.len = sizeof(big);
+    req.lease = 300;
+    Etcdserverpb__PutResponse resp;
+    struct arena a = {0};
+    MVCC_OK_(mvcc_put(M, &req, &resp, &a, &se));
+    arena_free(&a);
+    put("m/00007", 400); /* moved */
+    put("m/00008", 0);   /* detached */
+    int revoked = 0;
+    MVCC_OK_(mvcc_lease_revoke(M, 300, 0, NULL, &rev, &revoked, &se));
+    ck_assert_int_eq(revoked, 1);
+    ck_assert(!lease_found(300));
+    ck_assert_int_eq(exists("m/00000") + exists("m/02499") + exists("m/01000") +
+                         exists("m/big"), 0);
+    ck_assert_int_eq(exists("m/00007") + exists("m/00008"), 2);
+    static int64_t revs[N + 8];
+    static char keys[N + 8][32];
+    size_t n = deletes_after(before, revs, keys, N + 8);
+    ck_assert_uint_eq(n, N - 2 + 1); /* every attached key once, the big one included */
+    for (size_t i = 0; i < n; i++)
+        ck_assert_int_eq(revs[i], rev); /* one revision: the revoke's */
+    close_mvcc();
+}
+END_TEST
+
 START_TEST(test_keepalive_postpones_expiry)
 {
     open_mvcc();
@@ -291,6 +340,7 @@ int main(void)
     TCase *tc = tcase_create("expiry");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_expiry_deletes_keys_in_one_revision);
+    tcase_add_test(tc, test_revoke_deletes_every_key_of_a_long_list);
     tcase_add_test(tc, test_keepalive_postpones_expiry);
     tcase_add_test(tc, test_only_the_leader_expires_and_takeover_extends);
     tcase_add_test(tc, test_stale_fence_cannot_revoke);
