@@ -198,7 +198,7 @@ void db_finish_future(struct FDB_database *db, FDBFuture *f, fdb_error_t err);
 
 /* embedded_txn.c */
 void txn_unref(FDBTransaction *tr);
-void txn_commit_done(struct commit_req *req); /* on the network thread */
+void txn_commit_done(struct commit_req *req); /* network or commit thread */
 extern const struct kv_api embedded_txn_api_part;
 void embedded_fill_txn_api(struct kv_api *api);
 

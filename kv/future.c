@@ -38,6 +38,20 @@ void future_unref(FDBFuture *f)
     free(f);
 }
 
+struct deferred_callback {
+    FDBFuture *f;
+    FDBCallback cb;
+    void *arg;
+};
+
+static void run_deferred_callback(void *arg)
+{
+    struct deferred_callback *d = arg;
+    d->cb(d->f, d->arg);
+    future_unref(d->f);
+    free(d);
+}
+
 void future_set_ready(FDBFuture *f, fdb_error_t error)
 {
     pthread_mutex_lock(&f->mu);
@@ -55,6 +69,18 @@ void future_set_ready(FDBFuture *f, fdb_error_t error)
     /* Keep f alive through the callback even if it destroys f. */
     f->refs++;
     pthread_mutex_unlock(&f->mu);
+    if (cb && !network_is_current_thread()) {
+        /* FoundationDB runs callbacks on its network thread: a completion made on another
+         * thread (the engine's commit thread) hands its callback over. */
+        struct deferred_callback *d = malloc(sizeof(*d));
+        if (!d)
+            abort();
+        d->f = f;
+        d->cb = cb;
+        d->arg = arg;
+        network_post(run_deferred_callback, d, 0); /* it keeps our reference on f */
+        return;
+    }
     if (cb)
         cb(f, arg);
     future_unref(f);
