@@ -414,10 +414,43 @@ static int latest_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     return 0;
 }
 
+/* The newest KeyValue of one key (NULL if none) at the read version. A point read, not a
+ * one-key scan: the store's bloom filters then skip the files that cannot hold the key,
+ * where a scan seeks in the index of every file. */
+static int latest_one(struct exec *ex, const ProtobufCBinaryData *key, int snapshot,
+                      Mvccpb__KeyValue **out)
+{
+    *out = NULL;
+    keys_latest(&ex->m->keys, &ex->k1, key->data, key->len);
+    int present, len;
+    const uint8_t *v;
+    fdb_error_t err = store_get(ex, &ex->k1, snapshot, &present, &v, &len);
+    if (err || !present)
+        return err;
+    struct tuple_buf chunks;
+    tuple_buf_init(&chunks);
+    keys_latest_chunk(&ex->m->keys, &chunks, key->data, key->len, 1);
+    chunks.len -= 2; /* the chunk prefix: drop the packed index 1 (0x15 0x01) */
+    int rc = record_to_kv(ex, key->data, key->len, v, (size_t)len, 0, &chunks, snapshot, out,
+                          NULL);
+    tuple_buf_free(&chunks);
+    return rc;
+}
+
 /* The live keys in etcd's [key, range_end) at the read version. */
 static int range_latest(struct exec *ex, const ProtobufCBinaryData *key,
                         const ProtobufCBinaryData *range_end, int snapshot, struct kv_list *out)
 {
+    if (range_end->len == 0) { /* one key */
+        Mvccpb__KeyValue *kv;
+        int err = latest_one(ex, key, snapshot, &kv);
+        if (!err && kv) {
+            out->total++;
+            if (out->count < out->want)
+                kv_list_push(ex, out, kv);
+        }
+        return err;
+    }
     struct tuple_buf begin, end;
     tuple_buf_init(&begin);
     tuple_buf_init(&end);
@@ -894,12 +927,7 @@ static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__K
 {
     if (own_find(ex, key, out))
         return 0;
-    ProtobufCBinaryData none = {0, NULL};
-    struct kv_list l = {NULL, 0, 0, 0, 1, 0};
-    int err = range_latest(ex, key, &none, 0, &l);
-    if (!err && l.count)
-        *out = l.items[0];
-    return err;
+    return latest_one(ex, key, 0, out);
 }
 
 static int put_valid(const Etcdserverpb__PutRequest *req)

@@ -296,6 +296,7 @@ static void header_init(struct watch_hub *hub, Etcdserverpb__ResponseHeader *h, 
 }
 
 /* Sends a control response (created, canceled, progress); hub->mu held. */
+/* A response without events. A cancel for compaction has header.revision 0, as etcd's. */
 static void send_control(struct watch_stream *s, int64_t watch_id, int64_t rev, int created,
                          int canceled, int64_t compact_rev, const char *reason)
 {
@@ -615,7 +616,7 @@ static void *tail_main(void *arg)
             for (struct watch_stream *s = hub->streams; s; s = s->next)
                 for (struct watcher *w = s->watchers, *next; w; w = next) {
                     next = w->next_in_stream;
-                    send_control(s, w->id, ev.current_rev, 0, 1, ev.compact_rev, NULL);
+                    send_control(s, w->id, 0, 0, 1, ev.compact_rev, NULL);
                     watcher_remove(hub, w);
                 }
             hub->synced_rev = ev.current_rev;
@@ -712,7 +713,7 @@ static void handle_create(struct watch_hub *hub, struct watch_stream *s,
     /* The created response goes out before any event of the watch. */
     send_control(s, id, current, 1, 0, 0, NULL);
     if (c->start_revision > 0 && c->start_revision < compacted) {
-        send_control(s, id, current, 0, 1, compacted, NULL);
+        send_control(s, id, 0, 0, 1, compacted, NULL);
         free(w);
         pthread_mutex_unlock(&hub->mu);
         return;
@@ -782,7 +783,7 @@ static void catch_up_deliver(struct watch_hub *hub, const struct catch_up_member
         return;
     if (err == MVCC_ERR_COMPACTED) {
         if (w->next_rev < ev->compact_rev) {
-            send_control(s, w->id, ev->current_rev, 0, 1, ev->compact_rev, NULL);
+            send_control(s, w->id, 0, 0, 1, ev->compact_rev, NULL);
             watcher_remove(hub, w);
         }
         return;

@@ -467,6 +467,9 @@ func TestWatchCompacted(t *testing.T) {
 			if r.CompactRevision != revs[3] || !isErr(r.Err(), rpctypes.ErrCompacted) || !r.Canceled {
 				t.Errorf("watch from %d: response %+v err %v, want CompactRevision %d, canceled, ErrCompacted", from, r, r.Err(), revs[3])
 			}
+			if r.Header.Revision != 0 { // etcd's compaction response carries no revision
+				t.Errorf("watch from %d: compaction response header.revision %d, want 0", from, r.Header.Revision)
+			}
 		case <-time.After(10 * time.Second):
 			t.Fatalf("watch from %d below the compaction: no response", from)
 		}
