@@ -295,8 +295,8 @@ static void header_init(struct watch_hub *hub, Etcdserverpb__ResponseHeader *h, 
     h->raft_term = 1;
 }
 
-/* Sends a control response (created, canceled, progress); hub->mu held. */
-/* A response without events. A cancel for compaction has header.revision 0, as etcd's. */
+/* Sends a control response (created, canceled, progress); hub->mu held. A cancel for
+ * compaction has header.revision 0, as etcd's. */
 static void send_control(struct watch_stream *s, int64_t watch_id, int64_t rev, int created,
                          int canceled, int64_t compact_rev, const char *reason)
 {
