@@ -2098,6 +2098,17 @@ void mvcc_meta_key(struct mvcc *m, const char *name, uint8_t **key, size_t *len)
     *len = b.len;
 }
 
+/* Decodes a stored lease record (write_lease's 16 bytes: TTL, expiry); 0 if it is not one. */
+static int lease_decode(int64_t id, const uint8_t *v, int len, struct mvcc_lease *out)
+{
+    if (len != 16)
+        return 0;
+    out->id = id;
+    out->granted_ttl = get_be64_bytes(v);
+    out->expires_at_ms = get_be64_bytes(v + 8);
+    return 1;
+}
+
 /* Reads the lease record (non-snapshot: revokes and renewals conflict with each other). */
 static int read_lease(struct exec *ex, int64_t id, struct mvcc_lease *out, int *found)
 {
@@ -2107,12 +2118,7 @@ static int read_lease(struct exec *ex, int64_t id, struct mvcc_lease *out, int *
     fdb_error_t err = store_get(ex, &ex->k1, 0, &present, &v, &len);
     if (err)
         return err;
-    *found = present && len == 16;
-    if (*found) {
-        out->id = id;
-        out->granted_ttl = get_be64_bytes(v);
-        out->expires_at_ms = get_be64_bytes(v + 8);
-    }
+    *found = present && lease_decode(id, v, len, out);
     return 0;
 }
 
@@ -2298,14 +2304,12 @@ static int lease_list_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     struct key_collect *c = arg;
     struct lease_req *r = c->r;
     int64_t id;
+    struct mvcc_lease l;
     if (keys_decode_lease(&ex->m->keys, row->key, (size_t)row->key_length, &id) ||
-        row->value_length != 16)
+        !lease_decode(id, row->value, row->value_length, &l))
         return 0;
     r->list = arena_grow(&ex->arena, r->list, r->n, &c->cap, sizeof(*r->list));
-    struct mvcc_lease *l = &r->list[r->n++];
-    l->id = id;
-    l->granted_ttl = get_be64_bytes(row->value);
-    l->expires_at_ms = get_be64_bytes(row->value + 8);
+    r->list[r->n++] = l;
     return 0;
 }
 
@@ -2533,10 +2537,7 @@ static int revoke_leases(struct exec *ex, struct lease_req *r, const int64_t *id
         int len = 0;
         if (!err)
             err = ex->api->future_get_value(f[i], &present, &val, &len);
-        if (!err && present && len == 16) {
-            v[i].lease.id = ids[i];
-            v[i].lease.granted_ttl = get_be64_bytes(val);
-            v[i].lease.expires_at_ms = get_be64_bytes(val + 8);
+        if (!err && present && lease_decode(ids[i], val, len, &v[i].lease)) {
             v[i].take = r->expired_before_ms <= 0 ||
                         v[i].lease.expires_at_ms <= r->expired_before_ms;
         } else if (!err && must_exist) {
@@ -2655,14 +2656,14 @@ static int extend_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     struct key_collect *c = arg;
     struct lease_req *r = c->r;
     int64_t id;
+    struct mvcc_lease l;
     if (keys_decode_lease(&ex->m->keys, row->key, (size_t)row->key_length, &id) ||
-        row->value_length != 16)
+        !lease_decode(id, row->value, row->value_length, &l))
         return 0;
     if (r->n >= r->max) {
         r->resume_next = id;
         return 1;
     }
-    struct mvcc_lease l = {id, get_be64_bytes(row->value), get_be64_bytes(row->value + 8)};
     int64_t want = r->now_ms + l.granted_ttl * 1000;
     if (l.expires_at_ms < want) {
         int64_t old = l.expires_at_ms;

@@ -58,7 +58,8 @@ struct got {
     char value[64];
 };
 
-static struct got get_at(const char *key, int64_t at)
+/* Reads key at revision at (0: newest) into *g; returns mvcc_range's result. */
+static int range_at(const char *key, int64_t at, struct got *g)
 {
     Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
     req.key = B(key);
@@ -66,20 +67,31 @@ static struct got get_at(const char *key, int64_t at)
     Etcdserverpb__RangeResponse resp;
     struct arena a = {0};
     fdb_error_t se = 0;
-    MVCC_OK_(mvcc_range(M, &req, &resp, &a, &se));
-    struct got g = {0};
-    g.header = resp.header->revision;
+    memset(g, 0, sizeof(*g));
+    int rc = mvcc_range(M, &req, &resp, &a, &se);
+    if (rc) {
+        arena_free(&a);
+        return rc;
+    }
+    g->header = resp.header->revision;
     if (resp.n_kvs) {
         Mvccpb__KeyValue *kv = resp.kvs[0];
-        g.found = 1;
-        g.create = kv->create_revision;
-        g.mod = kv->mod_revision;
-        g.version = kv->version;
+        g->found = 1;
+        g->create = kv->create_revision;
+        g->mod = kv->mod_revision;
+        g->version = kv->version;
         size_t n = kv->value.len < 63 ? kv->value.len : 63;
-        memcpy(g.value, kv->value.data, n);
-        g.value[n] = 0;
+        memcpy(g->value, kv->value.data, n);
+        g->value[n] = 0;
     }
     arena_free(&a);
+    return 0;
+}
+
+static struct got get_at(const char *key, int64_t at)
+{
+    struct got g;
+    MVCC_OK_(range_at(key, at, &g));
     return g;
 }
 
@@ -370,19 +382,6 @@ static int raw_rows(enum keys_space space)
     return count;
 }
 
-static int range_rc(const char *key, int64_t at)
-{
-    Etcdserverpb__RangeRequest req = ETCDSERVERPB__RANGE_REQUEST__INIT;
-    req.key = B(key);
-    req.revision = at;
-    Etcdserverpb__RangeResponse resp;
-    struct arena a = {0};
-    fdb_error_t se = 0;
-    int rc = mvcc_range(M, &req, &resp, &a, &se);
-    arena_free(&a);
-    return rc;
-}
-
 static void compact(int64_t rev)
 {
     Etcdserverpb__CompactionRequest req = ETCDSERVERPB__COMPACTION_REQUEST__INIT;
@@ -401,13 +400,14 @@ START_TEST(test_compaction_removes_history_after_the_grace)
      * later, every history record hidden by a newer one below the bound and the change log
      * below it. */
     int64_t rd, r[6];
+    struct got g;
     MVCC_OK_(put("d", "x", &rd));
     for (int i = 1; i <= 4; i++)
         MVCC_OK_(put("c", i == 1 ? "1" : i == 2 ? "2" : i == 3 ? "3" : "4", &r[i]));
     ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5);
     ck_assert_int_eq(raw_rows(KEYS_LOG), 5);
     compact(r[3]);
-    ck_assert_int_eq(range_rc("c", r[2]), MVCC_ERR_COMPACTED); /* logical: at once */
+    ck_assert_int_eq(range_at("c", r[2], &g), MVCC_ERR_COMPACTED); /* logical: at once */
     ck_assert_str_eq(get_at("c", r[3]).value, "3");
     ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5); /* physical: not yet */
     ck_assert_int_eq(raw_rows(KEYS_LOG), 5);
@@ -425,7 +425,7 @@ START_TEST(test_compaction_removes_history_after_the_grace)
     nanosleep(&grace, NULL);
     MVCC_OK_(put("c", "5", &r[5]));
     compact(r[4]);
-    ck_assert_int_eq(range_rc("c", r[3]), MVCC_ERR_COMPACTED);
+    ck_assert_int_eq(range_at("c", r[3], &g), MVCC_ERR_COMPACTED);
     ck_assert_str_eq(get_at("c", r[4]).value, "4");
     ck_assert_str_eq(get_at("d", r[4]).value, "x");
     ck_assert_str_eq(get_at("c", 0).value, "5");
