@@ -4,8 +4,9 @@
  * How a commit becomes durable and visible (the commit thread, one per database):
  *   1. take every queued commit request (a "group"); the group shares one fsync;
  *   2. resolve each request in queue order against the conflict history (reads at version
- *      R conflict with writes at versions > R), then apply its mutations to the group's
- *      overlay and to the RocksDB write batch of the current version batch. A version batch
+ *      R conflict with writes at versions > R), then apply its mutations to the RocksDB write
+ *      batch of the current version batch, and to the group's overlay when an atomic
+ *      operation of the group must read what earlier ones wrote. A version batch
  *      is a run of requests sharing one commit version; a FIRST_IN_BATCH request starts a
  *      new one, so it is alone at index 0 of its version;
  *   3. write each version batch as one atomic RocksDB write (only the last one with
@@ -209,6 +210,7 @@ struct watch_rec {
     int present;
     uint8_t *value;
     int value_len;
+    int touched; /* written by the group being committed (commit thread) */
     struct FDB_database *db;
 };
 
@@ -336,8 +338,24 @@ static void watch_register(struct FDB_database *db, struct pending_watch *pw)
     pthread_mutex_unlock(&db->wlock);
 }
 
-/* Fires the watches on keys whose value the group changed; the group's final values are in
- * the overlay (entries, and cleared intervals for keys without an entry). */
+/* Marks the watches on key as written by the group, when the group keeps no overlay (a
+ * group with a range clear keeps one). */
+static void watch_touch(struct FDB_database *db, const uint8_t *key, int key_len)
+{
+    if (db->use_overlay || db->watch_count == 0) /* only the commit thread raises the count */
+        return;
+    struct watch_rec probe = {.key = (uint8_t *)key, .key_len = key_len, .future = NULL};
+    pthread_mutex_lock(&db->wlock);
+    struct watch_rec *w = RB_NFIND(watch_tree, (struct watch_tree *)db->watch_tree, &probe);
+    for (; w && writemap_compare_keys(w->key, w->key_len, key, key_len) == 0;
+         w = RB_NEXT(watch_tree, (struct watch_tree *)db->watch_tree, w))
+        w->touched = 1;
+    pthread_mutex_unlock(&db->wlock);
+}
+
+/* Fires the watches on keys whose value the group changed. The group's final values are in
+ * the overlay (entries, and cleared intervals for keys without an entry) when it kept one;
+ * else the touched watches compare with the store, which now holds the group's writes. */
 static void watch_fire_changed(struct FDB_database *db)
 {
     pthread_mutex_lock(&db->wlock);
@@ -345,6 +363,19 @@ static void watch_fire_changed(struct FDB_database *db)
     struct watch_rec *w = RB_MIN(watch_tree, t), *next;
     for (; w; w = next) {
         next = RB_NEXT(watch_tree, t, w);
+        if (!db->use_overlay) {
+            if (!w->touched)
+                continue;
+            w->touched = 0;
+            int present, len;
+            uint8_t *value;
+            latest_value(db, w->key, w->key_len, &present, &value, &len);
+            int same = same_value(present, value, len, w->present, w->value, w->value_len);
+            free(value);
+            if (!same)
+                watch_fire_locked(db, w, 0);
+            continue;
+        }
         struct writemap_entry *e = writemap_find(db->overlay, w->key, w->key_len);
         int present;
         const uint8_t *value = NULL;
@@ -379,6 +410,9 @@ void db_submit_commit(struct FDB_database *db, struct commit_req *req)
     pthread_mutex_unlock(&db->qlock);
     pthread_cond_signal(&db->qcv);
 }
+
+/* FDB_NET_OPTION_KNOB memtable_insert_hint_prefix_bytes (0: off); read when a database opens. */
+static int hint_prefix_bytes;
 
 struct version_batch {
     int64_t version;
@@ -415,14 +449,64 @@ static void batch_put(struct FDB_database *db, struct version_batch *vb, const u
 {
     rocksdb_writebatch_put_cf(vb->batch, db->cf_data, (const char *)key, (size_t)key_len,
                               (const char *)value, (size_t)value_len);
-    writemap_set(db->overlay, key, key_len, value, value_len);
+    if (db->use_overlay)
+        writemap_set(db->overlay, key, key_len, value, value_len);
+    else
+        watch_touch(db, key, key_len);
 }
 
 static void batch_delete(struct FDB_database *db, struct version_batch *vb, const uint8_t *key,
                          int key_len)
 {
     rocksdb_writebatch_delete_cf(vb->batch, db->cf_data, (const char *)key, (size_t)key_len);
-    writemap_clear(db->overlay, key, key_len);
+    if (db->use_overlay)
+        writemap_clear(db->overlay, key, key_len);
+    else
+        watch_touch(db, key, key_len);
+}
+
+/* Clears [begin, end) key by key: the keys the store holds, and those the group wrote (the
+ * overlay, which a group with a range clear keeps). FoundationDB clears a range at once, and
+ * RocksDB's DeleteRange would too, but the memtable of RocksDB 7 uses one table of insert
+ * hints for its point entries and its range deletions, and corrupts itself when both come
+ * from one key prefix (see embedded_network_set_option). So the engine writes no range
+ * deletions; a range clear costs the commit thread one step per key in the range. */
+static void batch_clear_range(struct FDB_database *db, struct version_batch *vb,
+                              const uint8_t *begin, int begin_len, const uint8_t *end,
+                              int end_len)
+{
+    struct own_key {
+        uint8_t *key;
+        int len;
+    };
+    VEC(struct own_key) own = {0}; /* copied: deleting them changes the overlay */
+    for (struct writemap_entry *e = writemap_seek_ge(db->overlay, begin, begin_len, 1);
+         e && writemap_compare_keys(e->key, e->key_len, end, end_len) < 0;
+         e = writemap_next(e)) {
+        struct own_key k = {malloc((size_t)e->key_len + 1), e->key_len};
+        if (!k.key)
+            abort();
+        memcpy(k.key, e->key, (size_t)e->key_len);
+        VEC_PUSH(own, k);
+    }
+    for (int i = 0; i < own.count; i++) {
+        batch_delete(db, vb, own.items[i].key, own.items[i].len);
+        free(own.items[i].key);
+    }
+    free(own.items);
+
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, (size_t)end_len);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(db->rocks, ro, db->cf_data);
+    for (rocksdb_iter_seek(it, (const char *)begin, (size_t)begin_len); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t len;
+        const char *k = rocksdb_iter_key(it, &len);
+        batch_delete(db, vb, (const uint8_t *)k, (int)len);
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    writemap_clear_range(db->overlay, begin, begin_len, end, end_len);
 }
 
 /* Replaces the 10 placeholder bytes at `offset` of a copy of bytes[0..len) with the
@@ -495,10 +579,7 @@ static void apply_mutations(struct FDB_database *db, struct version_batch *vb,
             batch_delete(db, vb, m->key, m->key_len);
             break;
         case MUT_CLEAR_RANGE:
-            rocksdb_writebatch_delete_range_cf(vb->batch, db->cf_data, (const char *)m->key,
-                                               (size_t)m->key_len, (const char *)m->param,
-                                               (size_t)m->param_len);
-            writemap_clear_range(db->overlay, m->key, m->key_len, m->param, m->param_len);
+            batch_clear_range(db, vb, m->key, m->key_len, m->param, m->param_len);
             break;
         case FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY:
             /* validated when the transaction recorded it */
@@ -565,11 +646,28 @@ static int resolve(struct FDB_database *db, struct commit_req *req)
     return 0;
 }
 
+/* Whether a request of the group reads what the group's earlier writes left: an atomic
+ * operation (other than a versionstamp) reads the key's value, a range clear the keys
+ * written. */
+static int group_needs_overlay(const struct commit_req *list)
+{
+    for (const struct commit_req *req = list; req; req = req->next)
+        for (int i = 0; i < req->mutations.count; i++) {
+            int t = req->mutations.items[i].type;
+            if (t != MUT_SET && t != MUT_CLEAR &&
+                t != FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY &&
+                t != FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_VALUE)
+                return 1;
+        }
+    return 0;
+}
+
 static void process_group(struct FDB_database *db, struct commit_req *list)
 {
     VEC(struct version_batch) batches = {0};
     struct version_batch vb = {0};
     writemap_reset(db->overlay);
+    db->use_overlay = group_needs_overlay(list);
     fdb_error_t failed;
     pthread_mutex_lock(&db->vlock);
     failed = db->failed;
@@ -829,15 +927,35 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
     rocksdb_block_based_options_set_block_cache(db->table_options, db->cache);
     rocksdb_block_based_options_set_filter_policy(db->table_options,
                                                   rocksdb_filterpolicy_create_bloom(10));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(db->table_options, 1);
-    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(db->table_options,
-                                                                            1);
+    /* Index and filter blocks stay with their table readers, outside the block cache: a
+     * long scan (a DeleteRange of 450,000 keys) otherwise evicts them, and every iterator
+     * it creates reads and decompresses the index blocks again (etcdctl check perf's
+     * clean-up took more than its 30 s). */
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(db->table_options, 0);
     rocksdb_options_set_block_based_table_factory(db->options, db->table_options);
+    char *err = NULL;
+    if (hint_prefix_bytes > 0) { /* see embedded_network_set_option */
+        char opts[160];
+        snprintf(opts, sizeof(opts),
+                 "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.%d;"
+                 "allow_concurrent_memtable_write=false",
+                 hint_prefix_bytes);
+        rocksdb_options_t *tuned = rocksdb_options_create();
+        rocksdb_get_options_from_string(db->options, opts, tuned, &err);
+        if (err) {
+            fprintf(stderr, "etcd-fdb: embedded store options: %s\n", err);
+            free(err);
+            rocksdb_options_destroy(tuned);
+            database_free(db);
+            return FDB_ERR_INTERNAL_ERROR;
+        }
+        rocksdb_options_destroy(db->options);
+        db->options = tuned;
+    }
 
     const char *names[2] = {"default", "engine"};
     const rocksdb_options_t *cf_opts[2] = {db->options, db->options};
     rocksdb_column_family_handle_t *handles[2] = {NULL, NULL};
-    char *err = NULL;
     db->rocks = rocksdb_open_column_families(db->options, path, 2, names, cf_opts, handles, &err);
     if (err) {
         fprintf(stderr, "etcd-fdb: cannot open embedded store at %s: %s\n", path, err);
@@ -893,6 +1011,7 @@ static fdb_error_t embedded_create_database(const char *path, FDBDatabase **out)
         database_free(db);
         return FDB_ERR_INTERNAL_ERROR;
     }
+    pthread_setname_np(db->commit_thread, "kv-commit");
     db->commit_thread_started = 1;
     *out = db;
     return 0;
@@ -945,9 +1064,29 @@ static fdb_error_t embedded_select_api_version(int version)
     return network_select_api_version(version);
 }
 
+#define HINT_KNOB "memtable_insert_hint_prefix_bytes="
+
+/* Tracing and client options have no meaning for the embedded engine; one knob of its own
+ * (FDB_NET_OPTION_KNOB "memtable_insert_hint_prefix_bytes=N", set before create_database)
+ * makes RocksDB keep, for each distinct first N bytes of a key, where the last key with
+ * them went into the memtable, and start the next insert from there. A layer whose keys
+ * are a fixed prefix, a subspace code, then keys written in order (a log, or the keys of
+ * one request) passes the length up to the subspace code: each insert then walks the
+ * lower levels of the skip list only, instead of the whole height of it. */
 static fdb_error_t embedded_network_set_option(int option, const uint8_t *value, int len)
 {
-    return 0; /* tracing and client options have no meaning for the embedded engine */
+    size_t n = sizeof(HINT_KNOB) - 1;
+    if (option != FDB_NET_OPTION_KNOB || !value || len <= (int)n ||
+        memcmp(value, HINT_KNOB, n) != 0)
+        return 0;
+    int bytes = 0;
+    for (int i = (int)n; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9' || bytes > 100000)
+            return FDB_ERR_INVALID_OPTION_VALUE;
+        bytes = bytes * 10 + (value[i] - '0');
+    }
+    hint_prefix_bytes = bytes;
+    return 0;
 }
 
 static struct kv_api embedded_table;

@@ -170,7 +170,10 @@ struct FDB_database {
     } gens[CONFLICT_GENERATIONS];
     int n_gens;
     uint64_t last_rotate_us;
+    /* The group's writes, kept only when one of its requests has an atomic operation that
+     * must see earlier writes of the group (use_overlay); else touched watches are marked. */
     struct writemap *overlay;
+    int use_overlay;
     uint64_t last_prune_us;
 
     /* Watches (wlock). */

@@ -85,6 +85,7 @@ enum {
 /* Network options (fdb_network_set_option). */
 enum {
     FDB_NET_OPTION_TRACE_ENABLE = 30,
+    FDB_NET_OPTION_KNOB = 40, /* "name=value" */
     FDB_NET_OPTION_EXTERNAL_CLIENT_DIRECTORY = 63,
 };
 

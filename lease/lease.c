@@ -148,93 +148,151 @@ static int claim(struct lease_mgr *mgr, int64_t now_ms)
     return 1;
 }
 
-/* Revokes a batch of due leases: groups of EXPIRE_GROUP per transaction, REVOKERS
- * transactions at a time. */
-struct revoke_batch {
+/* Revokes due leases: groups of EXPIRE_GROUP per transaction, REVOKERS transactions at a
+ * time. The revokers share one queue of due leases, refilled from the expiry index (after
+ * the last lease queued) by whichever revoker finds it running low, so the transactions in
+ * flight stay at REVOKERS while leases keep falling due; they stop when a refill finds
+ * nothing new. */
+struct revoke_queue {
     struct lease_mgr *mgr;
-    const int64_t *ids;
-    size_t n;
     int64_t now_ms;
+    int live; /* refill at the wall clock's now, not at now_ms */
     pthread_mutex_t mu;
-    size_t next;
+    pthread_cond_t refilled;
+    int64_t *ids;
+    size_t n, cap, next;
+    struct mvcc_expiry_cursor cursor;
+    int refilling, drained; /* drained: the last refill found nothing new */
     int revoked, fenced;
+    pthread_t threads[REVOKERS - 1]; /* besides the caller's; all joined by expire() */
+    int started;
 };
 
-static void *revoker_main(void *arg)
+static void *revoker_main(void *arg);
+
+/* Starts revokers (called with q->mu held) until there is one per queued group, at most
+ * REVOKERS with the caller of expire(). */
+static void add_revokers(struct revoke_queue *q)
 {
-    struct revoke_batch *b = arg;
-    struct mvcc_fence fence = {b->mgr->record_key, b->mgr->record_key_len, b->mgr->fence_value, 24};
-    for (;;) {
-        pthread_mutex_lock(&b->mu);
-        size_t i = b->fenced ? b->n : b->next;
-        size_t n = b->n - i < EXPIRE_GROUP ? b->n - i : EXPIRE_GROUP;
-        b->next = i + n;
-        pthread_mutex_unlock(&b->mu);
-        if (i >= b->n)
-            return NULL;
-        int done = 0;
-        fdb_error_t store_error = 0;
-        int rc = mvcc_lease_expire(b->mgr->m, b->ids + i, n, b->now_ms, &fence, &done,
-                                   &store_error);
-        if (rc == MVCC_ERR_TOO_LARGE) /* leases with many keys: one transaction each */
-            for (size_t j = 0; j < n && rc != MVCC_ERR_FENCED; j++) {
-                int one = 0;
-                rc = mvcc_lease_expire(b->mgr->m, b->ids + i + j, 1, b->now_ms, &fence, &one,
-                                       &store_error);
-                done += one;
-            }
-        pthread_mutex_lock(&b->mu);
-        b->revoked += done;
-        if (rc == MVCC_ERR_FENCED)
-            b->fenced = 1;
-        pthread_mutex_unlock(&b->mu);
+    size_t groups = (q->n - q->next + EXPIRE_GROUP - 1) / EXPIRE_GROUP;
+    while (q->started < REVOKERS - 1 && (size_t)q->started + 1 < groups) {
+        if (pthread_create(&q->threads[q->started], NULL, revoker_main, q) != 0)
+            return;
+        pthread_setname_np(q->threads[q->started], "lease-revoke");
+        q->started++;
     }
 }
 
-/* Expires what is due at now_ms. Returns the number of leases revoked. */
-static int expire(struct lease_mgr *mgr, int64_t now_ms)
+/* Appends the leases due after the queue's cursor; called with q->mu held, which it drops
+ * while it reads. Returns how many it queued. */
+static size_t refill(struct revoke_queue *q)
 {
-    int revoked = 0;
-    for (;;) {
-        struct arena a = {0};
-        int64_t *ids;
-        size_t n;
-        fdb_error_t store_error = 0;
-        if (mvcc_lease_expired(mgr->m, now_ms, EXPIRE_BATCH, &ids, &n, &a, &store_error) != 0) {
-            arena_free(&a);
-            break;
+    q->refilling = 1;
+    struct mvcc_expiry_cursor cursor = q->cursor;
+    pthread_mutex_unlock(&q->mu);
+    int64_t now = q->live ? lease_now_ms() : q->now_ms;
+    struct arena a = {0};
+    int64_t *ids;
+    size_t n = 0;
+    fdb_error_t store_error = 0;
+    int rc = mvcc_lease_expired(q->mgr->m, now, EXPIRE_BATCH, &cursor, &ids, &n, &a,
+                                &store_error);
+    pthread_mutex_lock(&q->mu);
+    if (rc == 0 && n > 0) {
+        if (q->n + n > q->cap) {
+            q->cap = (q->n + n) * 2;
+            q->ids = realloc(q->ids, q->cap * sizeof(*q->ids));
+            if (!q->ids)
+                abort();
         }
-        struct revoke_batch b = {mgr, ids, n, now_ms, PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
-        pthread_t th[REVOKERS];
-        size_t groups = (n + EXPIRE_GROUP - 1) / EXPIRE_GROUP;
-        size_t threads = groups < REVOKERS ? groups : REVOKERS, started = 0;
-        for (; started + 1 < threads; started++) /* the calling thread is one of them */
-            if (pthread_create(&th[started], NULL, revoker_main, &b) != 0)
-                break;
-        revoker_main(&b);
-        for (size_t i = 0; i < started; i++)
-            pthread_join(th[i], NULL);
-        pthread_mutex_destroy(&b.mu);
-        arena_free(&a);
-        revoked += b.revoked;
-        if (b.fenced) {
-            mgr->leader = 0;
-            break;
-        }
-        pthread_mutex_lock(&mgr->mu);
-        int stopping = mgr->stopping;
-        pthread_mutex_unlock(&mgr->mu);
-        if (n < EXPIRE_BATCH || stopping) /* at shutdown the next leader goes on */
-            break;
+        memcpy(q->ids + q->n, ids, n * sizeof(*ids));
+        q->n += n;
+        q->cursor = cursor;
+        add_revokers(q);
     }
-    return revoked;
+    q->drained = rc != 0 || n == 0;
+    q->refilling = 0;
+    pthread_cond_broadcast(&q->refilled);
+    arena_free(&a);
+    return n;
+}
+
+static void *revoker_main(void *arg)
+{
+    struct revoke_queue *q = arg;
+    struct lease_mgr *mgr = q->mgr;
+    struct mvcc_fence fence = {mgr->record_key, mgr->record_key_len, mgr->fence_value, 24};
+    int64_t group[EXPIRE_GROUP];
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        /* Keep a round of groups queued ahead of the transactions in flight. */
+        if (!q->fenced && !q->drained && !q->refilling &&
+            q->n - q->next < (size_t)REVOKERS * EXPIRE_GROUP)
+            refill(q);
+        size_t n = q->n - q->next < EXPIRE_GROUP ? q->n - q->next : EXPIRE_GROUP;
+        if (q->fenced || n == 0) {
+            if (q->fenced || !q->refilling)
+                break;
+            pthread_cond_wait(&q->refilled, &q->mu); /* another revoker is refilling */
+            continue;
+        }
+        memcpy(group, q->ids + q->next, n * sizeof(*group));
+        q->next += n;
+        pthread_mutex_unlock(&q->mu);
+        int done = 0;
+        fdb_error_t store_error = 0;
+        int64_t due = q->live ? lease_now_ms() : q->now_ms; /* what expired by then goes */
+        int rc = mvcc_lease_expire(mgr->m, group, n, due, &fence, &done, &store_error);
+        if (rc == MVCC_ERR_TOO_LARGE) /* leases with many keys: one transaction each */
+            for (size_t j = 0; j < n && rc != MVCC_ERR_FENCED; j++) {
+                int one = 0;
+                rc = mvcc_lease_expire(mgr->m, group + j, 1, due, &fence, &one, &store_error);
+                done += one;
+            }
+        pthread_mutex_lock(&q->mu);
+        q->revoked += done;
+        if (rc == MVCC_ERR_FENCED)
+            q->fenced = 1;
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+/* Expires what is due at now_ms (live: and what falls due meanwhile). Returns the number
+ * of leases revoked. */
+static int expire(struct lease_mgr *mgr, int64_t now_ms, int live)
+{
+    struct revoke_queue q = {.mgr = mgr, .now_ms = now_ms, .live = live};
+    pthread_mutex_init(&q.mu, NULL);
+    pthread_cond_init(&q.refilled, NULL);
+    pthread_mutex_lock(&q.mu);
+    size_t first = refill(&q);
+    pthread_mutex_unlock(&q.mu);
+    if (first > 0) {
+        revoker_main(&q);
+        /* Revokers start revokers; once every started one has ended, none is left to. */
+        for (int i = 0;; i++) {
+            pthread_mutex_lock(&q.mu);
+            int more = i < q.started;
+            pthread_mutex_unlock(&q.mu);
+            if (!more)
+                break;
+            pthread_join(q.threads[i], NULL);
+        }
+    }
+    pthread_cond_destroy(&q.refilled);
+    pthread_mutex_destroy(&q.mu);
+    free(q.ids);
+    if (q.fenced)
+        mgr->leader = 0;
+    return q.revoked;
 }
 
 int lease_mgr_step(struct lease_mgr *mgr, int64_t now_ms)
 {
     if (!claim(mgr, now_ms))
         return 0;
-    return expire(mgr, now_ms);
+    return expire(mgr, now_ms, 0);
 }
 
 static void *lease_main(void *arg)
@@ -245,10 +303,9 @@ static void *lease_main(void *arg)
         int leads = mgr->leader;
         if (!leads || now - mgr->last_claim_ms >= STEP_MS || now < mgr->last_claim_ms)
             leads = claim(mgr, now);
-        if (leads)
-            expire(mgr, now);
+        int busy = leads && expire(mgr, now, 1) > 0;
         pthread_mutex_lock(&mgr->mu);
-        if (!mgr->stopping) {
+        if (!mgr->stopping && !busy) { /* after revoking, look again at once: more may be due */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += (leads ? EXPIRE_EVERY_MS : STEP_MS) * 1000000L;
@@ -288,6 +345,7 @@ static int create(struct mvcc *m, int thread, struct lease_mgr **out)
     pthread_condattr_destroy(&attr);
     if (thread) {
         pthread_create(&mgr->thread, NULL, lease_main, mgr);
+        pthread_setname_np(mgr->thread, "lease");
         mgr->has_thread = 1;
     }
     *out = mgr;

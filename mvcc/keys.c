@@ -34,6 +34,15 @@ void keys_free(struct keys *k)
     tuple_buf_free(&k->prefix);
 }
 
+size_t keys_space_prefix_len(const char *name)
+{
+    struct keys k;
+    keys_init(&k, name);
+    size_t len = k.prefix.len + 2; /* an integer 1 to 255: type byte and one byte */
+    keys_free(&k);
+    return len;
+}
+
 static void start(const struct keys *k, struct tuple_buf *out, enum keys_space space)
 {
     tuple_buf_reset(out);

@@ -42,6 +42,9 @@ struct keys {
 
 void keys_init(struct keys *k, const char *name);
 void keys_free(struct keys *k);
+/* The length of P (space) for the spaces 1 to 8 of instance name: the bytes that the keys of
+ * one space share (the embedded store's memtable insert hint, kv/embedded.c). */
+size_t keys_space_prefix_len(const char *name);
 
 /* Each builder replaces out's contents. */
 void keys_meta(const struct keys *k, struct tuple_buf *out, const char *name);

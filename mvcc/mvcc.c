@@ -1015,10 +1015,9 @@ static int exec_delete_range(struct exec *ex, const Etcdserverpb__DeleteRangeReq
     }
     /* One range clear for the newest records instead of a clear (and a conflict range) per
      * key: a large DeleteRange then fits one store transaction far longer. Small ones (a
-     * kube-apiserver delete is one key) clear key by key: a range clear costs every later
-     * read of the embedded store until RocksDB flushes its memtable (RocksDB 7 re-reads all
-     * range deletions of the memtable on each read). After earlier writes of the same Txn,
-     * keys go one by one, own writes included (5). */
+     * kube-apiserver delete is one key) clear key by key: the keys are known, and the
+     * embedded store turns a range clear into a scan of the range on its commit thread.
+     * After earlier writes of the same Txn, keys go one by one, own writes included (5). */
     int by_range = ex->own_count == 0 && l.count > DELETE_POINTWISE_MAX;
     if (!by_range)
         merge_own(ex, &req->key, &req->range_end, &l);
@@ -1698,34 +1697,59 @@ static fdb_error_t read_physical_compact(struct exec *ex, int64_t *out)
     return err;
 }
 
+#define LOG_CLEAR_CHUNK 4096
+
 struct log_clear {
     struct mvcc *m;
     int64_t below;
+    struct tuple_buf from; /* the first event not yet cleared (the log's start at first) */
+    struct tuple_buf next; /* where the chunk a successful body cleared ends */
+    int more;
 };
 
-/* Clears the change log below a revision and records it as the physical compaction
- * revision; idempotent, so it runs in the retry loop. */
+/* Clears the change log below a revision, LOG_CLEAR_CHUNK events per transaction (the
+ * embedded store clears a range key by key on its commit thread; a compaction every 5
+ * minutes of a busy cluster has hundreds of thousands), and with the last chunk records the
+ * physical compaction revision. Idempotent, so it runs in the retry loop; the caller moves
+ * c->from to c->next after each commit while c->more. */
 static fdb_error_t log_clear_body(const struct kv_api *api, FDBTransaction *tr, void *arg)
 {
     struct log_clear *c = arg;
-    struct tuple_buf begin, end, first, meta;
-    tuple_buf_init(&begin);
+    struct tuple_buf end, first, meta;
     tuple_buf_init(&end);
     tuple_buf_init(&first);
     tuple_buf_init(&meta);
-    keys_log_range(&c->m->keys, &begin, &end);
     keys_log_after(&c->m->keys, c->below - 1, &first, &end); /* first kept event */
-    api->transaction_clear_range(tr, begin.data, (int)begin.len, first.data, (int)first.len);
-    keys_meta(&c->m->keys, &meta, "compact-physical");
-    uint8_t v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)((uint64_t)c->below >> (56 - 8 * i));
-    api->transaction_set(tr, meta.data, (int)meta.len, v, 8);
-    tuple_buf_free(&begin);
+    FDBFuture *f = api->transaction_get_range(tr, c->from.data, (int)c->from.len, 0, 1,
+                                              first.data, (int)first.len, 0, 1, LOG_CLEAR_CHUNK,
+                                              0, FDB_STREAMING_MODE_WANT_ALL, 1, 1, 0);
+    fdb_error_t err = kv_wait(api, f);
+    const FDBKeyValue *rows;
+    int count = 0, more = 0;
+    if (!err)
+        err = api->future_get_keyvalue_array(f, &rows, &count, &more);
+    c->more = !err && more && count == LOG_CLEAR_CHUNK;
+    if (c->more) { /* up to and including the last event read */
+        static const uint8_t after = 0;
+        tuple_buf_reset(&c->next);
+        tuple_buf_append(&c->next, rows[count - 1].key, (size_t)rows[count - 1].key_length);
+        tuple_buf_append(&c->next, &after, 1);
+        api->transaction_clear_range(tr, c->from.data, (int)c->from.len, c->next.data,
+                                     (int)c->next.len);
+    } else if (!err) {
+        api->transaction_clear_range(tr, c->from.data, (int)c->from.len, first.data,
+                                     (int)first.len);
+        keys_meta(&c->m->keys, &meta, "compact-physical");
+        uint8_t v[8];
+        for (int i = 0; i < 8; i++)
+            v[i] = (uint8_t)((uint64_t)c->below >> (56 - 8 * i));
+        api->transaction_set(tr, meta.data, (int)meta.len, v, 8);
+    }
+    api->future_destroy(f);
     tuple_buf_free(&end);
     tuple_buf_free(&first);
     tuple_buf_free(&meta);
-    return 0;
+    return err;
 }
 
 /* Compaction is logical at once: from the answer on, reads and watches below the revision
@@ -1762,8 +1786,22 @@ int mvcc_compact(struct mvcc *m, const Etcdserverpb__CompactionRequest *req,
     while (!err && !s.done)
         err = kv_transact(m->api, m->db, compact_batch_body, args, NULL);
     if (!err && physical > 1) {
-        struct log_clear c = {m, physical};
-        err = kv_transact(m->api, m->db, log_clear_body, &c, NULL);
+        struct log_clear c = {.m = m, .below = physical, .more = 1};
+        struct tuple_buf end;
+        tuple_buf_init(&c.from);
+        tuple_buf_init(&c.next);
+        tuple_buf_init(&end);
+        keys_log_range(&m->keys, &c.from, &end);
+        while (!err && c.more) {
+            err = kv_transact(m->api, m->db, log_clear_body, &c, NULL);
+            if (!err && c.more) {
+                tuple_buf_reset(&c.from);
+                tuple_buf_append(&c.from, c.next.data, c.next.len);
+            }
+        }
+        tuple_buf_free(&c.from);
+        tuple_buf_free(&c.next);
+        tuple_buf_free(&end);
     }
     tuple_buf_free(&s.from);
     tuple_buf_free(&s.end);
@@ -2152,6 +2190,7 @@ struct lease_req {
     int64_t resume_from, resume_next; /* extend_all: where a chunk starts and the next one */
     const int64_t *batch; /* expire: the leases to revoke together */
     size_t batch_n;
+    struct mvcc_expiry_cursor *cursor; /* expired: scan after it, then move it */
 };
 
 /* A run() for lease bookkeeping: commits, but creates no revision. */
@@ -2351,6 +2390,8 @@ static int expiry_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         return 1;
     r->ids = arena_grow(&ex->arena, r->ids, r->n, &c->cap, sizeof(*r->ids));
     r->ids[r->n++] = id;
+    r->lease.expires_at_ms = when; /* the last row taken */
+    r->lease.id = id;
     return 0;
 }
 
@@ -2362,6 +2403,11 @@ static int lease_expired_fn(struct exec *ex, const void *req, void *resp)
     tuple_buf_init(&begin);
     tuple_buf_init(&end);
     keys_space_range(&ex->m->keys, KEYS_LEASE_EXPIRY, &begin, &end);
+    if (r->cursor && r->cursor->set) { /* from the entry after the cursor's */
+        static const uint8_t after = 0;
+        keys_lease_expiry(&ex->m->keys, &begin, r->cursor->expires_at_ms, r->cursor->id);
+        tuple_buf_append(&begin, &after, 1);
+    }
     struct key_collect c = {r, {0}, 0, 0};
     fdb_error_t err = store_scan(ex, &begin, &end, 1, expiry_row, &c);
     tuple_buf_free(&begin);
@@ -2369,13 +2415,19 @@ static int lease_expired_fn(struct exec *ex, const void *req, void *resp)
     return err;
 }
 
-int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids, size_t *n,
+int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max,
+                       struct mvcc_expiry_cursor *cursor, int64_t **ids, size_t *n,
                        struct arena *arena, fdb_error_t *store_error)
 {
-    struct lease_req r = {.now_ms = now_ms, .max = max};
+    struct lease_req r = {.now_ms = now_ms, .max = max, .cursor = cursor};
     int rc = run(m, lease_expired_fn, &r, NULL, 0, arena, store_error);
     *ids = r.ids;
     *n = rc ? 0 : r.n;
+    if (cursor && *n > 0) {
+        cursor->set = 1;
+        cursor->expires_at_ms = r.lease.expires_at_ms;
+        cursor->id = r.lease.id;
+    }
     return rc;
 }
 
@@ -2583,13 +2635,14 @@ static int revoke_leases(struct exec *ex, struct lease_req *r, const int64_t *id
             Mvccpb__KeyValue *kv = v[i].kvs[j], *own;
             if (own_find(ex, &v[i].keys[j], &own))
                 kv = own;
+            /* The lease's key list is cleared entry by entry: it was just read whole, and
+             * the embedded store would scan it again for a range clear (see
+             * exec_delete_range). write_delete clears the entries of the keys it deletes. */
             if (kv && kv->lease == v[i].id)
                 write_delete(ex, kv, 0);
+            else
+                set_lease_key(ex, v[i].id, v[i].keys[j].data, v[i].keys[j].len, 0);
         }
-        /* The lease's key list, entry by entry (it was just read whole): a range clear
-         * would cost later reads of the embedded store (see exec_delete_range). */
-        for (size_t j = 0; j < v[i].n_keys; j++)
-            set_lease_key(ex, v[i].id, v[i].keys[j].data, v[i].keys[j].len, 0);
         keys_lease(&ex->m->keys, &ex->k1, v[i].id);
         ex->api->transaction_clear(ex->tr, ex->k1.data, (int)ex->k1.len);
         keys_lease_expiry(&ex->m->keys, &ex->k1, v[i].lease.expires_at_ms, v[i].id);

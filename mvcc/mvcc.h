@@ -95,8 +95,15 @@ int mvcc_lease_keys(struct mvcc *m, int64_t id, ProtobufCBinaryData **keys, size
 /* Every lease, in the arena. */
 int mvcc_lease_list(struct mvcc *m, struct mvcc_lease **leases, size_t *n, int64_t *revision,
                     struct arena *arena, fdb_error_t *store_error);
-/* Ids of leases that expired at or before now_ms (at most max). */
-int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max, int64_t **ids, size_t *n,
+/* A place in the expiry index: the entry of lease id expiring at expires_at_ms. */
+struct mvcc_expiry_cursor {
+    int set; /* 0: before the first entry */
+    int64_t expires_at_ms, id;
+};
+/* Ids of leases that expired at or before now_ms (at most max), in expiry order; with a
+ * cursor, only those after it, and the cursor moves to the last one returned. */
+int mvcc_lease_expired(struct mvcc *m, int64_t now_ms, size_t max,
+                       struct mvcc_expiry_cursor *cursor, int64_t **ids, size_t *n,
                        struct arena *arena, fdb_error_t *store_error);
 
 /* A fence: the transaction fails with MVCC_ERR_FENCED unless the store key's value starts

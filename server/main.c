@@ -16,6 +16,7 @@
 #include "kv/fdb_loader.h"
 #include "kv/log.h"
 #include "lease/lease.h"
+#include "mvcc/keys.h"
 #include "server/server.h"
 
 struct options {
@@ -379,6 +380,12 @@ static int process_start(struct process *p, const struct options *o, struct kv_a
     }
     const struct kv_api *api = p->api;
     fdb_error_t err = api->select_api_version(KV_API_VERSION);
+    if (!err && strcmp(o->backend, "fdb") != 0) {
+        char knob[64];
+        int n = snprintf(knob, sizeof(knob), "memtable_insert_hint_prefix_bytes=%zu",
+                         keys_space_prefix_len(o->prefix));
+        err = api->network_set_option(FDB_NET_OPTION_KNOB, (const uint8_t *)knob, n);
+    }
     if (!err)
         err = api->setup_network();
     if (err) {
@@ -386,6 +393,7 @@ static int process_start(struct process *p, const struct options *o, struct kv_a
         return 1;
     }
     pthread_create(&p->network, NULL, network_main, (void *)api);
+    pthread_setname_np(p->network, "kv-network");
     p->network_started = 1;
     err = api->create_database(db_path, &p->db);
     if (err) {

@@ -913,10 +913,14 @@ int rpc_server_start(struct rpc_server *s)
     s->workers = calloc((size_t)s->config.workers, sizeof(pthread_t));
     if (!s->cq_threads || !s->workers)
         abort();
-    for (int i = 0; i < s->config.cq_threads; i++)
+    for (int i = 0; i < s->config.cq_threads; i++) {
         pthread_create(&s->cq_threads[i], NULL, cq_main, s);
-    for (int i = 0; i < s->config.workers; i++)
+        pthread_setname_np(s->cq_threads[i], "rpc-cq");
+    }
+    for (int i = 0; i < s->config.workers; i++) {
         pthread_create(&s->workers[i], NULL, worker_main, s);
+        pthread_setname_np(s->workers[i], "rpc-worker");
+    }
     /* Several outstanding requests per method, so bursts do not wait for re-arming. */
     for (int i = 0; i < s->n_methods; i++)
         for (int k = 0; k < 4; k++) {

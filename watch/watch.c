@@ -1004,6 +1004,8 @@ int watch_hub_create(const struct watch_config *config, struct watch_hub **out)
     hub->last_tick_ms = now_ms();
     pthread_create(&hub->tail_thread, NULL, tail_main, hub);
     pthread_create(&hub->worker_thread, NULL, worker_main, hub);
+    pthread_setname_np(hub->tail_thread, "watch-tail");
+    pthread_setname_np(hub->worker_thread, "watch-worker");
     *out = hub;
     return 0;
 }

@@ -863,6 +863,118 @@ START_TEST(test_watch_fires_on_change)
 }
 END_TEST
 
+/* The engine clears a range key by key: what the store holds and what the group wrote. */
+START_TEST(test_clear_range_clears_store_and_group_writes)
+{
+    const char *stored[] = {"cr/a", "cr/b", "cr/c", "cr/z"};
+    for (int i = 0; i < 4; i++) {
+        FDBTransaction *tr = new_tr();
+        set_str(tr, stored[i], "stored");
+        CHECK_OK(commit_tr(tr));
+        H.api->transaction_destroy(tr);
+    }
+    uint8_t begin[64], end[64];
+    int bl = KB(begin, "cr/b"), el = KB(end, "cr/z");
+    FDBTransaction *tr = new_tr();
+    set_str(tr, "cr/n", "own, then cleared");
+    H.api->transaction_clear_range(tr, begin, bl, end, el);
+    set_str(tr, "cr/c", "again");
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    char buf[32];
+    ck_assert(read_fresh("cr/a", buf, sizeof(buf))); /* before the range */
+    ck_assert(!read_fresh("cr/b", buf, sizeof(buf)));
+    ck_assert(!read_fresh("cr/n", buf, sizeof(buf)));
+    ck_assert(read_fresh("cr/c", buf, sizeof(buf)));
+    ck_assert_str_eq(buf, "again");
+    ck_assert(read_fresh("cr/z", buf, sizeof(buf))); /* the end is excluded */
+
+    /* Writes of earlier transactions committed together with the clear are cleared too: the
+     * embedded engine commits in submission order, in one group (a cluster orders
+     * concurrent commits as it likes). */
+    SKIP_IF_NOT_EMBEDDED();
+    enum { N = 16 };
+    FDBTransaction *trs[N + 1];
+    FDBFuture *fs[N + 1];
+    char name[16];
+    for (int i = 0; i < N; i++) {
+        trs[i] = new_tr();
+        snprintf(name, sizeof(name), "cg/%02d", i);
+        set_str(trs[i], name, "v");
+    }
+    trs[N] = new_tr();
+    bl = KB(begin, "cg/");
+    el = KB(end, "cg0");
+    H.api->transaction_clear_range(trs[N], begin, bl, end, el);
+    for (int i = 0; i <= N; i++)
+        fs[i] = H.api->transaction_commit(trs[i]);
+    for (int i = 0; i <= N; i++) {
+        CHECK_OK(wait_destroy(fs[i]));
+        H.api->transaction_destroy(trs[i]);
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "cg/%02d", i);
+        ck_assert_msg(!read_fresh(name, buf, sizeof(buf)), "%s survived the clear", name);
+    }
+}
+END_TEST
+
+/* A watch registered on key in a committed transaction of its own. */
+static FDBFuture *watch_now(const uint8_t *key, int key_len)
+{
+    FDBTransaction *tr = new_tr();
+    FDBFuture *w = H.api->transaction_watch(tr, key, key_len);
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    return w;
+}
+
+/* The engine finds a watch's new value two ways: from the group's overlay when the group has
+ * an atomic operation, else from the store after the write; both must fire on a change only. */
+START_TEST(test_watch_fires_on_every_kind_of_write)
+{
+    uint8_t key[64], begin[64], end[64];
+    int kl = KB(key, "wk/a"), bl = KB(begin, "wk/"), el = KB(end, "wk0");
+    put_one(key, kl, "1");
+    FDBFuture *w = watch_now(key, kl);
+    put_one(key, kl, "1"); /* the same value: no change */
+    FDBTransaction *tr = new_tr();
+    set_str(tr, "wk/b", "other key");
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    usleep(50 * 1000);
+    ck_assert(!H.api->future_is_ready(w));
+    tr = new_tr(); /* a range clear over the key */
+    H.api->transaction_clear_range(tr, begin, bl, end, el);
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    CHECK_OK(wait_destroy(w));
+
+    w = watch_now(key, kl); /* absent now */
+    atomic_one("wk/b", FDB_MUTATION_TYPE_ADD, 1); /* a group with an atomic op, other key */
+    usleep(50 * 1000);
+    ck_assert(!H.api->future_is_ready(w));
+    atomic_one("wk/a", FDB_MUTATION_TYPE_ADD, 1);
+    CHECK_OK(wait_destroy(w));
+
+    w = watch_now(key, kl);
+    tr = new_tr(); /* cleared, then set back to its value: no change */
+    H.api->transaction_clear(tr, key, kl);
+    uint8_t one[8];
+    le64(one, 1);
+    H.api->transaction_set(tr, key, kl, one, 8);
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    usleep(50 * 1000);
+    ck_assert(!H.api->future_is_ready(w));
+    tr = new_tr();
+    H.api->transaction_clear(tr, key, kl);
+    CHECK_OK(commit_tr(tr));
+    H.api->transaction_destroy(tr);
+    CHECK_OK(wait_destroy(w));
+}
+END_TEST
+
 START_TEST(test_set_read_version)
 {
     put_one(K("srv/a", &(int){0}), H.prefix_len + 5, "first");
@@ -1029,6 +1141,8 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_key_selectors);
     tcase_add_test(tc, test_commit_completes_on_network_thread);
     tcase_add_test(tc, test_watch_fires_on_change);
+    tcase_add_test(tc, test_watch_fires_on_every_kind_of_write);
+    tcase_add_test(tc, test_clear_range_clears_store_and_group_writes);
     tcase_add_test(tc, test_set_read_version);
     tcase_add_test(tc, test_restart_keeps_data_and_versions);
     tcase_add_test(tc, test_faults_retry_and_idempotency);

@@ -125,6 +125,35 @@ START_TEST(test_expiry_deletes_keys_in_one_revision)
 }
 END_TEST
 
+/* More leases due at once than one scan of the expiry index takes (1,024): the revokers
+ * refill their queue from where the last scan ended, and a lease due later stays. */
+START_TEST(test_expiry_of_more_leases_than_one_scan)
+{
+    open_mvcc();
+    struct lease_mgr *a;
+    ck_assert_int_eq(lease_mgr_create_manual(M, &a), 0);
+    int64_t t0 = lease_now_ms(), rev;
+    fdb_error_t se = 0;
+    enum { N = 2500 };
+    for (int64_t id = 1; id <= N; id++)
+        MVCC_OK_(mvcc_lease_grant(M, id, 2 + id % 3, t0, &rev, &se)); /* due at +2..+4 s */
+    MVCC_OK_(mvcc_lease_grant(M, N + 1, 60, t0, &rev, &se));
+    put("late", N + 1);
+    put("due", N);
+    ck_assert_int_eq(lease_mgr_step(a, t0), 0); /* becomes leader, nothing due */
+    ck_assert_int_eq(lease_mgr_step(a, t0 + 5000), N);
+    for (int64_t id = 1; id <= N; id += 97)
+        ck_assert(!lease_found(id));
+    ck_assert(!lease_found(N));
+    ck_assert_int_eq(exists("due"), 0);
+    ck_assert(lease_found(N + 1));
+    ck_assert_int_eq(exists("late"), 1);
+    ck_assert_int_eq(lease_mgr_step(a, t0 + 5100), 0); /* nothing left */
+    lease_mgr_destroy(a);
+    close_mvcc();
+}
+END_TEST
+
 START_TEST(test_revoke_deletes_every_key_of_a_long_list)
 {
     /* More keys than the first read of a lease's key list returns (1,000), one value split
@@ -341,6 +370,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_expiry_deletes_keys_in_one_revision);
     tcase_add_test(tc, test_revoke_deletes_every_key_of_a_long_list);
+    tcase_add_test(tc, test_expiry_of_more_leases_than_one_scan);
     tcase_add_test(tc, test_keepalive_postpones_expiry);
     tcase_add_test(tc, test_only_the_leader_expires_and_takeover_extends);
     tcase_add_test(tc, test_stale_fence_cannot_revoke);

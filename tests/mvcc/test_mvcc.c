@@ -393,6 +393,36 @@ static void compact(int64_t rev)
     arena_free(&a);
 }
 
+/* Puts bulk/<i> for i in [0, n), 100 keys per Txn: n events in n / 100 revisions. */
+static void put_bulk(int n)
+{
+    enum { PER_TXN = 100 };
+    static char names[PER_TXN][16];
+    Etcdserverpb__PutRequest puts[PER_TXN];
+    Etcdserverpb__RequestOp ops[PER_TXN], *op_ptrs[PER_TXN];
+    for (int done = 0; done < n; done += PER_TXN) {
+        int k = n - done < PER_TXN ? n - done : PER_TXN;
+        for (int i = 0; i < k; i++) {
+            snprintf(names[i], sizeof(names[i]), "bulk/%05d", done + i);
+            etcdserverpb__put_request__init(&puts[i]);
+            puts[i].key = B(names[i]);
+            puts[i].value = B("b");
+            etcdserverpb__request_op__init(&ops[i]);
+            ops[i].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+            ops[i].request_put = &puts[i];
+            op_ptrs[i] = &ops[i];
+        }
+        Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
+        txn.success = op_ptrs;
+        txn.n_success = (size_t)k;
+        Etcdserverpb__TxnResponse resp;
+        struct arena a = {0};
+        fdb_error_t se = 0;
+        MVCC_OK_(mvcc_txn(M, &txn, &resp, &a, &se));
+        arena_free(&a);
+    }
+}
+
 START_TEST(test_compaction_removes_history_after_the_grace)
 {
     /* Compaction is logical at once and physical only up to the revision committed 10 s
@@ -401,21 +431,23 @@ START_TEST(test_compaction_removes_history_after_the_grace)
      * below it. */
     int64_t rd, r[6];
     struct got g;
+    enum { BULK = 5000 }; /* more events than one transaction of the log clear takes */
     MVCC_OK_(put("d", "x", &rd));
+    put_bulk(BULK);
     for (int i = 1; i <= 4; i++)
         MVCC_OK_(put("c", i == 1 ? "1" : i == 2 ? "2" : i == 3 ? "3" : "4", &r[i]));
-    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5);
-    ck_assert_int_eq(raw_rows(KEYS_LOG), 5);
+    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5 + BULK);
+    ck_assert_int_eq(raw_rows(KEYS_LOG), 5 + BULK);
     compact(r[3]);
     ck_assert_int_eq(range_at("c", r[2], &g), MVCC_ERR_COMPACTED); /* logical: at once */
     ck_assert_str_eq(get_at("c", r[3]).value, "3");
-    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5); /* physical: not yet */
-    ck_assert_int_eq(raw_rows(KEYS_LOG), 5);
+    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 5 + BULK); /* physical: not yet */
+    ck_assert_int_eq(raw_rows(KEYS_LOG), 5 + BULK);
     struct arena a = {0};
     struct mvcc_events ev;
     fdb_error_t se = 0;
     /* a watch tail behind the compaction still reads every event; a catch-up cannot */
-    MVCC_OK_(mvcc_read_events_tail(M, rd, 100, 0, &ev, &a, &se));
+    MVCC_OK_(mvcc_read_events_tail(M, r[1] - 1, 100, 0, &ev, &a, &se));
     ck_assert_uint_eq(ev.n, 4);
     arena_free(&a);
     ck_assert_int_eq(mvcc_read_events(M, rd, 100, 0, &ev, &a, &se), MVCC_ERR_COMPACTED);
@@ -430,9 +462,10 @@ START_TEST(test_compaction_removes_history_after_the_grace)
     ck_assert_str_eq(get_at("d", r[4]).value, "x");
     ck_assert_str_eq(get_at("c", 0).value, "5");
     /* c's records 1 and 2 are gone; 3, the newest below the bound, stays with 4 and 5 (a
-     * read at the bound sees 4); d's only record stays: 6 rows before, 4 now */
-    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 4);
-    ck_assert_int_eq(raw_rows(KEYS_LOG), 2); /* the events at r4 and r5 */
+     * read at the bound sees 4); d's and the bulk keys' only records stay */
+    ck_assert_int_eq(raw_rows(KEYS_HISTORY), 4 + BULK);
+    ck_assert_int_eq(raw_rows(KEYS_LOG), 2); /* the events at r4 and r5: all the rest, in
+                                                several transactions of the log clear */
     ck_assert_int_eq(mvcc_read_events_tail(M, rd, 100, 0, &ev, &a, &se), MVCC_ERR_COMPACTED);
     arena_free(&a);
     MVCC_OK_(mvcc_read_events_tail(M, r[4] - 1, 100, 0, &ev, &a, &se));
