@@ -5,8 +5,8 @@
  *   1. take every queued commit request (a "group"); the group shares one fsync;
  *   2. resolve each request in queue order against the conflict history (reads at version
  *      R conflict with writes at versions > R), then apply its mutations to the RocksDB write
- *      batch of the current version batch, and to the group's overlay when an atomic
- *      operation of the group must read what earlier ones wrote. A version batch
+ *      batch of the current version batch, and to the group's overlay when a request of the
+ *      group must read what earlier ones wrote (an atomic op, a range clear). A version batch
  *      is a run of requests sharing one commit version; a FIRST_IN_BATCH request starts a
  *      new one, so it is alone at index 0 of its version;
  *   3. write each version batch as one atomic RocksDB write (only the last one with
@@ -504,6 +504,12 @@ static void batch_clear_range(struct FDB_database *db, struct version_batch *vb,
         const char *k = rocksdb_iter_key(it, &len);
         batch_delete(db, vb, (const uint8_t *)k, (int)len);
     }
+    char *err = NULL;
+    rocksdb_iter_get_error(it, &err);
+    if (err && !db->apply_error)
+        db->apply_error = err; /* keys may be missing from the clear: fail the group */
+    else
+        free(err);
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     writemap_clear_range(db->overlay, begin, begin_len, end, end_len);
@@ -712,7 +718,8 @@ static void process_group(struct FDB_database *db, struct commit_req *list)
 
     /* (3): write and fsync, then publish. */
     VEC(struct snap *) snaps = {0};
-    char *err = NULL;
+    char *err = db->apply_error; /* then nothing is written */
+    db->apply_error = NULL;
     for (int i = 0; i < batches.count && !err; i++) {
         struct version_batch *b = &batches.items[i];
         uint8_t v[8];

@@ -174,6 +174,7 @@ struct FDB_database {
      * must see earlier writes of the group (use_overlay); else touched watches are marked. */
     struct writemap *overlay;
     int use_overlay;
+    char *apply_error; /* a store read of the commit thread failed: the group is not written */
     uint64_t last_prune_us;
 
     /* Watches (wlock). */
