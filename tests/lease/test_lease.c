@@ -92,11 +92,18 @@ static size_t deletes_after(int64_t after, int64_t *revs, char (*keys)[32], size
     return n;
 }
 
+/* A lease manager stepped by the test (no thread of its own). */
+static struct lease_mgr *manual_mgr(void)
+{
+    struct lease_mgr *mgr;
+    ck_assert_int_eq(lease_mgr_create_manual(M, &mgr), 0);
+    return mgr;
+}
+
 START_TEST(test_expiry_deletes_keys_in_one_revision)
 {
     open_mvcc();
-    struct lease_mgr *a;
-    ck_assert_int_eq(lease_mgr_create_manual(M, &a), 0);
+    struct lease_mgr *a = manual_mgr();
     int64_t t0 = lease_now_ms(), rev;
     fdb_error_t se = 0;
     MVCC_OK_(mvcc_lease_grant(M, 100, 2, t0, &rev, &se));
@@ -130,8 +137,7 @@ END_TEST
 START_TEST(test_expiry_of_more_leases_than_one_scan)
 {
     open_mvcc();
-    struct lease_mgr *a;
-    ck_assert_int_eq(lease_mgr_create_manual(M, &a), 0);
+    struct lease_mgr *a = manual_mgr();
     int64_t t0 = lease_now_ms(), rev;
     fdb_error_t se = 0;
     enum { N = 2500 };
@@ -206,8 +212,7 @@ END_TEST
 START_TEST(test_keepalive_postpones_expiry)
 {
     open_mvcc();
-    struct lease_mgr *a;
-    ck_assert_int_eq(lease_mgr_create_manual(M, &a), 0);
+    struct lease_mgr *a = manual_mgr();
     int64_t t0 = lease_now_ms(), rev;
     fdb_error_t se = 0;
     ck_assert_int_eq(lease_mgr_step(a, t0), 0); /* leader from the start */
@@ -243,9 +248,7 @@ END_TEST
 START_TEST(test_only_the_leader_expires_and_takeover_extends)
 {
     open_mvcc();
-    struct lease_mgr *a, *b;
-    ck_assert_int_eq(lease_mgr_create_manual(M, &a), 0);
-    ck_assert_int_eq(lease_mgr_create_manual(M, &b), 0);
+    struct lease_mgr *a = manual_mgr(), *b = manual_mgr();
     int64_t t0 = lease_now_ms(), rev;
     fdb_error_t se = 0;
     MVCC_OK_(mvcc_lease_grant(M, 1, 10, t0, &rev, &se));
@@ -280,8 +283,7 @@ START_TEST(test_stale_fence_cannot_revoke)
     fdb_error_t se = 0;
     MVCC_OK_(mvcc_lease_grant(M, 5, 2, t0, &rev, &se));
     put("f", 5);
-    struct lease_mgr *b;
-    ck_assert_int_eq(lease_mgr_create_manual(M, &b), 0);
+    struct lease_mgr *b = manual_mgr();
     lease_mgr_step(b, t0); /* b holds the record now */
     uint8_t *key;
     size_t key_len;
