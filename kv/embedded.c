@@ -338,11 +338,11 @@ static void watch_register(struct FDB_database *db, struct pending_watch *pw)
     pthread_mutex_unlock(&db->wlock);
 }
 
-/* Marks the watches on key as written by the group, when the group keeps no overlay (a
- * group with a range clear keeps one). */
+/* Marks the watches on key as written by the group; called only when the group keeps no
+ * overlay (a group with a range clear keeps one). */
 static void watch_touch(struct FDB_database *db, const uint8_t *key, int key_len)
 {
-    if (db->use_overlay || db->watch_count == 0) /* only the commit thread raises the count */
+    if (db->watch_count == 0) /* only the commit thread raises the count */
         return;
     struct watch_rec probe = {.key = (uint8_t *)key, .key_len = key_len, .future = NULL};
     pthread_mutex_lock(&db->wlock);
@@ -466,7 +466,8 @@ static void batch_delete(struct FDB_database *db, struct version_batch *vb, cons
 }
 
 /* Clears [begin, end) key by key: the keys the store holds, and those the group wrote (the
- * overlay, which a group with a range clear keeps). FoundationDB clears a range at once, and
+ * overlay, which a group with a range clear always keeps; it is updated once, for the whole
+ * range, at the end). FoundationDB clears a range at once, and
  * RocksDB's DeleteRange would too, but the memtable of RocksDB 7 uses one table of insert
  * hints for its point entries and its range deletions, and corrupts itself when both come
  * from one key prefix (see embedded_network_set_option). So the engine writes no range
@@ -475,25 +476,11 @@ static void batch_clear_range(struct FDB_database *db, struct version_batch *vb,
                               const uint8_t *begin, int begin_len, const uint8_t *end,
                               int end_len)
 {
-    struct own_key {
-        uint8_t *key;
-        int len;
-    };
-    VEC(struct own_key) own = {0}; /* copied: deleting them changes the overlay */
     for (struct writemap_entry *e = writemap_seek_ge(db->overlay, begin, begin_len, 1);
          e && writemap_compare_keys(e->key, e->key_len, end, end_len) < 0;
-         e = writemap_next(e)) {
-        struct own_key k = {malloc((size_t)e->key_len + 1), e->key_len};
-        if (!k.key)
-            abort();
-        memcpy(k.key, e->key, (size_t)e->key_len);
-        VEC_PUSH(own, k);
-    }
-    for (int i = 0; i < own.count; i++) {
-        batch_delete(db, vb, own.items[i].key, own.items[i].len);
-        free(own.items[i].key);
-    }
-    free(own.items);
+         e = writemap_next(e))
+        rocksdb_writebatch_delete_cf(vb->batch, db->cf_data, (const char *)e->key,
+                                     (size_t)e->key_len);
 
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, (size_t)end_len);
@@ -502,7 +489,7 @@ static void batch_clear_range(struct FDB_database *db, struct version_batch *vb,
          rocksdb_iter_next(it)) {
         size_t len;
         const char *k = rocksdb_iter_key(it, &len);
-        batch_delete(db, vb, (const uint8_t *)k, (int)len);
+        rocksdb_writebatch_delete_cf(vb->batch, db->cf_data, k, len);
     }
     char *err = NULL;
     rocksdb_iter_get_error(it, &err);

@@ -251,6 +251,13 @@ static fdb_error_t store_get(struct exec *ex, const struct tuple_buf *key, int s
     return err;
 }
 
+/* Makes buf the first key after its contents (a range from there excludes them). */
+static void to_key_after(struct tuple_buf *buf)
+{
+    static const uint8_t zero = 0;
+    tuple_buf_append(buf, &zero, 1);
+}
+
 /* Calls row() for every store pair in [begin, end), in batches; row returns nonzero to
  * stop. Keys and values passed to row are valid only during the call. */
 typedef int (*row_fn)(struct exec *ex, const FDBKeyValue *kv, void *arg);
@@ -1730,10 +1737,9 @@ static fdb_error_t log_clear_body(const struct kv_api *api, FDBTransaction *tr, 
         err = api->future_get_keyvalue_array(f, &rows, &count, &more);
     c->more = !err && more && count == LOG_CLEAR_CHUNK;
     if (c->more) { /* up to and including the last event read */
-        static const uint8_t after = 0;
         tuple_buf_reset(&c->next);
         tuple_buf_append(&c->next, rows[count - 1].key, (size_t)rows[count - 1].key_length);
-        tuple_buf_append(&c->next, &after, 1);
+        to_key_after(&c->next);
         api->transaction_clear_range(tr, c->from.data, (int)c->from.len, c->next.data,
                                      (int)c->next.len);
     } else if (!err) {
@@ -2404,9 +2410,8 @@ static int lease_expired_fn(struct exec *ex, const void *req, void *resp)
     tuple_buf_init(&end);
     keys_space_range(&ex->m->keys, KEYS_LEASE_EXPIRY, &begin, &end);
     if (r->cursor && r->cursor->set) { /* from the entry after the cursor's */
-        static const uint8_t after = 0;
         keys_lease_expiry(&ex->m->keys, &begin, r->cursor->expires_at_ms, r->cursor->id);
-        tuple_buf_append(&begin, &after, 1);
+        to_key_after(&begin);
     }
     struct key_collect c = {r, {0}, 0, 0};
     fdb_error_t err = store_scan(ex, &begin, &end, 1, expiry_row, &c);
@@ -2547,11 +2552,10 @@ static int read_key_lists(struct exec *ex, struct lease_req *r, struct revoking 
         for (int j = 0; !err && j < count && !c.err; j++)
             lease_key_row(ex, &rows[j], &c);
         if (!err && !c.err && more && count > 0) { /* the rest of a long list */
-            static const uint8_t after = 0;
             keys_lease_keys_range(&ex->m->keys, v[i].id, &begin, &end);
             tuple_buf_reset(&begin); /* from the key after the last one read */
             tuple_buf_append(&begin, rows[count - 1].key, (size_t)rows[count - 1].key_length);
-            tuple_buf_append(&begin, &after, 1);
+            to_key_after(&begin);
             err = store_scan(ex, &begin, &end, 0, lease_key_row, &c);
         }
         ex->api->future_destroy(f[i]);
