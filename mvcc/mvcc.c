@@ -26,11 +26,14 @@
 #include <string.h>
 
 #include "kv/retry.h"
+#include "mvcc/key_index.h"
 #include "mvcc/keys.h"
 
 #define BODY_ABORT 1       /* a body found an etcd error: stop without retrying */
 #define SCAN_BATCH 1000    /* rows per store range read */
 #define COMPACT_BATCH 2000 /* history rows examined per compaction transaction */
+#define INDEX_CHUNK 10000  /* keys per key-index load transaction */
+#define INDEX_WAIT_MS 100  /* how long a Range waits for the key index to reach its revision */
 #define EVENT_PUT 0
 #define EVENT_DELETE 1
 
@@ -39,6 +42,8 @@ struct mvcc {
     FDBDatabase *db;
     struct keys keys;
     int max_txn_ops;
+    struct key_index *index;      /* counts ranges (key_index.h); kept by the watch tail */
+    struct tuple_buf index_next;  /* the index loader's next store key (tail thread only) */
 };
 
 const char *mvcc_strerror(int err)
@@ -86,6 +91,8 @@ int mvcc_open(const struct mvcc_config *config, struct mvcc **out)
     m->db = config->db;
     m->max_txn_ops = config->max_txn_ops > 0 ? config->max_txn_ops : 128;
     keys_init(&m->keys, config->prefix ? config->prefix : "");
+    m->index = key_index_create();
+    tuple_buf_init(&m->index_next);
     *out = m;
     return 0;
 }
@@ -95,6 +102,8 @@ void mvcc_close(struct mvcc *m)
     if (!m)
         return;
     keys_free(&m->keys);
+    key_index_destroy(m->index);
+    tuple_buf_free(&m->index_next);
     free(m);
 }
 
@@ -702,9 +711,21 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
         l.want = 0;
     else if (req->limit > 0 && !sorted && !filtered && ex->own_count == 0)
         l.want = (size_t)req->limit + 1;
-    int err;
-    if (rev <= 0 || rev >= ex->cur_rev) {
-        err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
+    int latest = rev <= 0 || rev >= ex->cur_rev;
+    /* A range's count from the key index: the scan then stops after the keys it returns.
+     * Only for a snapshot read (a Txn's reads must cover the range for its conflicts) that
+     * sees no own writes. */
+    int64_t counted = 0;
+    if (latest && snapshot && l.want != SIZE_MAX && !ex->writes && req->range_end.len &&
+        key_index_count(ex->m->index, &req->key, &req->range_end, ex->cur_rev, INDEX_WAIT_MS,
+                        &counted) == 0)
+        l.stop_when_full = 1;
+    int err = 0;
+    if (latest) {
+        if (!(l.stop_when_full && l.want == 0))
+            err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
+        if (l.stop_when_full)
+            l.total = counted;
         if (!err && ex->own_count && !req->count_only)
             merge_own(ex, &req->key, &req->range_end, &l);
     } else {
@@ -2014,6 +2035,91 @@ int mvcc_read_events_tail(struct mvcc *m, int64_t after_rev, size_t max_events,
 {
     struct events_req r = {after_rev, max_events, with_prev_kv, 1};
     return run(m, events_fn, &r, out, 0, arena, store_error);
+}
+
+/* ---- the key index (key_index.h) ---- */
+
+/* One load transaction: up to INDEX_CHUNK live keys from m->index_next on. */
+struct index_chunk {
+    ProtobufCBinaryData *keys; /* in the attempt's arena */
+    size_t n, cap;
+    struct tuple_buf key, last; /* a decoded key; the store key of the last row */
+    int64_t rev;
+};
+
+static int index_row(struct exec *ex, const FDBKeyValue *row, void *arg)
+{
+    struct index_chunk *c = arg;
+    if (keys_decode_latest(&ex->m->keys, row->key, (size_t)row->key_length, &c->key) != 0) {
+        (void)body_fail(ex, MVCC_ERR_CORRUPT);
+        return 1;
+    }
+    c->keys = arena_grow(&ex->arena, c->keys, c->n, &c->cap, sizeof(*c->keys));
+    c->keys[c->n].data = arena_dup(&ex->arena, c->key.data, c->key.len);
+    c->keys[c->n++].len = c->key.len;
+    tuple_buf_reset(&c->last);
+    tuple_buf_append(&c->last, row->key, (size_t)row->key_length);
+    return c->n == INDEX_CHUNK;
+}
+
+static int index_chunk_fn(struct exec *ex, const void *req, void *resp)
+{
+    (void)req;
+    struct index_chunk *c = resp;
+    c->keys = NULL;
+    c->n = c->cap = 0;
+    static const uint8_t all = 0;
+    struct tuple_buf begin, end;
+    tuple_buf_init(&begin);
+    tuple_buf_init(&end);
+    keys_latest_range(&ex->m->keys, &all, 1, &all, 1, &begin, &end);
+    if (ex->m->index_next.len) {
+        tuple_buf_reset(&begin);
+        tuple_buf_append(&begin, ex->m->index_next.data, ex->m->index_next.len);
+    }
+    fdb_error_t err = store_scan(ex, &begin, &end, 1, index_row, c);
+    tuple_buf_free(&begin);
+    tuple_buf_free(&end);
+    c->rev = ex->cur_rev;
+    return err ? err : ex->error ? BODY_ABORT : 0;
+}
+
+void mvcc_index_follow(struct mvcc *m, int64_t from_rev)
+{
+    tuple_buf_reset(&m->index_next);
+    key_index_reset(m->index, from_rev);
+}
+
+int mvcc_index_load_step(struct mvcc *m, int *more, fdb_error_t *store_error)
+{
+    struct index_chunk c;
+    memset(&c, 0, sizeof(c));
+    tuple_buf_init(&c.key);
+    tuple_buf_init(&c.last);
+    struct arena a = {0};
+    int err = run(m, index_chunk_fn, NULL, &c, 0, &a, store_error);
+    if (!err) {
+        *more = c.n == INDEX_CHUNK;
+        key_index_load(m->index, c.keys, c.n, c.rev, !*more);
+        tuple_buf_reset(&m->index_next);
+        tuple_buf_append(&m->index_next, c.last.data, c.last.len);
+        to_key_after(&m->index_next);
+    }
+    arena_free(&a);
+    tuple_buf_free(&c.key);
+    tuple_buf_free(&c.last);
+    return err;
+}
+
+void mvcc_index_apply(struct mvcc *m, const struct mvcc_events *ev)
+{
+    key_index_apply(m->index, ev->events, ev->n, ev->through_rev);
+}
+
+int mvcc_index_count(struct mvcc *m, const ProtobufCBinaryData *key,
+                     const ProtobufCBinaryData *range_end, int64_t rev, int64_t *count)
+{
+    return key_index_count(m->index, key, range_end, rev, 0, count);
 }
 
 /* The store watch's callback state; it signals through the waiter's mvcc_wake. */

@@ -159,6 +159,20 @@ int mvcc_read_events_tail(struct mvcc *m, int64_t after_rev, size_t max_events,
                           int with_prev_kv, struct mvcc_events *out, struct arena *arena,
                           fdb_error_t *store_error);
 
+/* The key index (mvcc/key_index.h), which lets a Range count its range without reading it.
+ * The watch tail keeps it; all three are for that one thread. mvcc_index_follow: the tail
+ * follows the change log after from_rev (at start, or after it lost events); the index
+ * forgets everything and loads again. mvcc_index_load_step: one load transaction (*more: call
+ * again). mvcc_index_apply: the events the tail read. Until loaded, Range counts by reading. */
+void mvcc_index_follow(struct mvcc *m, int64_t from_rev);
+int mvcc_index_load_step(struct mvcc *m, int *more, fdb_error_t *store_error)
+    __attribute__((warn_unused_result));
+void mvcc_index_apply(struct mvcc *m, const struct mvcc_events *ev);
+/* The index's count of the keys in etcd's [key, range_end) at rev (range_end not empty), not
+ * waiting: 0 and *count, or -1 when the index cannot tell yet. For tests and diagnostics. */
+int mvcc_index_count(struct mvcc *m, const ProtobufCBinaryData *key,
+                     const ProtobufCBinaryData *range_end, int64_t rev, int64_t *count);
+
 /* Lets another thread end a waiter's mvcc_wait_change early (at shutdown). Once woken it
  * stays woken: later waits on it return at once. */
 struct mvcc_wake {

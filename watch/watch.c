@@ -598,6 +598,10 @@ static void *tail_main(void *arg)
 {
     struct watch_hub *hub = arg;
     struct mvcc *m = hub->config.mvcc;
+    pthread_mutex_lock(&hub->mu);
+    mvcc_index_follow(m, hub->synced_rev);
+    pthread_mutex_unlock(&hub->mu);
+    int loading = 1; /* the key index: one load transaction per turn until loaded */
     for (;;) {
         pthread_mutex_lock(&hub->mu);
         int stop = hub->stopping;
@@ -606,6 +610,15 @@ static void *tail_main(void *arg)
         pthread_mutex_unlock(&hub->mu);
         if (stop)
             return NULL;
+        if (loading) {
+            fdb_error_t load_error = 0;
+            if (mvcc_index_load_step(m, &loading, &load_error) != 0) {
+                log_msg(LOG_WARN, "watch: loading the key index failed (%d), retrying",
+                        (int)load_error);
+                struct timespec pause = {0, 100 * 1000 * 1000};
+                nanosleep(&pause, NULL);
+            }
+        }
         struct arena arena = {0};
         struct mvcc_events ev;
         fdb_error_t store_error = 0;
@@ -620,6 +633,8 @@ static void *tail_main(void *arg)
                     watcher_remove(hub, w);
                 }
             hub->synced_rev = ev.current_rev;
+            mvcc_index_follow(m, ev.current_rev);
+            loading = 1;
             pthread_mutex_unlock(&hub->mu);
         } else if (err) {
             log_msg(LOG_WARN, "watch: reading the change log failed (%d), retrying", (int)store_error);
@@ -633,10 +648,11 @@ static void *tail_main(void *arg)
                 arena_free(&arena);
                 continue;
             }
+            mvcc_index_apply(m, &ev);
             dispatch(hub, &ev, &arena);
             int caught_up = ev.through_rev >= ev.current_rev;
             pthread_mutex_unlock(&hub->mu);
-            if (caught_up) {
+            if (caught_up && !loading) {
                 fdb_error_t werr = 0;
                 if (mvcc_wait_change(m, ev.through_rev, WAIT_MS, &hub->tail_wake, &werr) != 0) {
                     struct timespec pause = {0, 100 * 1000 * 1000};

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kv/embedded.h"
 #include "mvcc/mvcc.h"
@@ -404,18 +405,35 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-static void run_writers(struct mvcc *m, int n, int ops)
-{
+struct writers {
     pthread_t th[8];
     struct writer w[8];
+    int n;
+};
+
+/* Starts n writers (at most 8) of ops writes each; seed varies their keys. */
+static void writers_start(struct writers *ws, struct mvcc *m, int n, int ops, unsigned seed)
+{
+    ws->n = n;
     for (int i = 0; i < n; i++) {
-        w[i] = (struct writer){m, 1000u + (unsigned)i, ops, 0};
-        pthread_create(&th[i], NULL, writer_main, &w[i]);
+        ws->w[i] = (struct writer){m, seed + (unsigned)i, ops, 0};
+        pthread_create(&ws->th[i], NULL, writer_main, &ws->w[i]);
     }
-    for (int i = 0; i < n; i++) {
-        pthread_join(th[i], NULL);
-        ck_assert_int_gt(w[i].acked, 0);
+}
+
+static void writers_join(struct writers *ws)
+{
+    for (int i = 0; i < ws->n; i++) {
+        pthread_join(ws->th[i], NULL);
+        ck_assert_int_gt(ws->w[i].acked, 0);
     }
+}
+
+static void run_writers(struct mvcc *m, int n, int ops)
+{
+    struct writers ws;
+    writers_start(&ws, m, n, ops, 1000u);
+    writers_join(&ws);
 }
 
 /* ---- tests ---- */
@@ -707,6 +725,102 @@ START_TEST(test_client_that_stops_reading_is_bounded_then_catches_up)
 }
 END_TEST
 
+/* A Range's count and the revision it was read at. limit 1 or count_only: the key index
+ * counts (once loaded); limit 0: the whole range is read. */
+static int64_t range_count(struct mvcc *m, const ProtobufCBinaryData *key,
+                           const ProtobufCBinaryData *end, int64_t limit, int count_only,
+                           int64_t rev, int64_t *at)
+{
+    Etcdserverpb__RangeRequest r = ETCDSERVERPB__RANGE_REQUEST__INIT;
+    r.key = *key;
+    r.range_end = *end;
+    r.limit = limit;
+    r.count_only = count_only;
+    r.revision = rev;
+    Etcdserverpb__RangeResponse resp;
+    struct arena a = {0};
+    fdb_error_t se = 0;
+    MVCC_OK_(mvcc_range(m, &r, &resp, &a, &se));
+    if (!count_only)
+        ck_assert_int_eq(resp.more, limit > 0 && resp.count > limit);
+    int64_t count = resp.count;
+    *at = resp.header->revision;
+    arena_free(&a);
+    return count;
+}
+
+START_TEST(test_range_counts_from_the_key_index_match_a_scan)
+{
+    enum { PRELOAD = 25000, BATCH = 100 }; /* more keys than one index load transaction */
+    char prefix[64];
+    fresh_prefix("watch-count", prefix, sizeof(prefix));
+    struct mvcc *m = mvcc_open_on(prefix);
+    for (int i = 0; i < PRELOAD; i += BATCH) {
+        Etcdserverpb__PutRequest p[BATCH];
+        Etcdserverpb__RequestOp o[BATCH], *ops[BATCH];
+        char keys[BATCH][16];
+        for (int j = 0; j < BATCH; j++) {
+            snprintf(keys[j], sizeof(keys[j]), "k/%05d", i + j);
+            p[j] = (Etcdserverpb__PutRequest)ETCDSERVERPB__PUT_REQUEST__INIT;
+            p[j].key = B(keys[j]);
+            p[j].value = B("v");
+            o[j] = (Etcdserverpb__RequestOp)ETCDSERVERPB__REQUEST_OP__INIT;
+            o[j].request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
+            o[j].request_put = &p[j];
+            ops[j] = &o[j];
+        }
+        Etcdserverpb__TxnRequest t = ETCDSERVERPB__TXN_REQUEST__INIT;
+        t.success = ops;
+        t.n_success = BATCH;
+        Etcdserverpb__TxnResponse resp;
+        struct arena a = {0};
+        fdb_error_t se = 0;
+        MVCC_OK_(mvcc_txn(m, &t, &resp, &a, &se));
+        arena_free(&a);
+    }
+    /* The index loads while writers create and delete keys among the preloaded ones. */
+    struct writers ws;
+    writers_start(&ws, m, 4, 300, 2000u);
+    struct watch_hub *hub = open_hub(m);
+    writers_join(&ws);
+    static const uint8_t zero = 0;
+    const ProtobufCBinaryData all = {1, (uint8_t *)&zero};
+    int64_t n = 0;
+    int ready = 0;
+    for (int i = 0; i < 2000 && !ready; i++) {
+        ready = mvcc_index_count(m, &all, &all, current_rev(m), &n) == 0;
+        if (!ready)
+            usleep(10 * 1000);
+    }
+    ck_assert_msg(ready, "the key index did not load");
+
+    const char *ranges[][2] = {{"k/", "k0"}, {"k/1", "k/3"}, {"k/00020", NULL},
+                               {"k/3", "k/1"}, {"a", "z"}, {"k/zz", "k/zz\x01"}};
+    writers_start(&ws, m, 4, 300, 3000u);
+    int indexed = 0;
+    for (int round = 0; round < 30; round++)
+        for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+            ProtobufCBinaryData key = B(ranges[i][0]);
+            ProtobufCBinaryData end = ranges[i][1] ? B(ranges[i][1]) : all;
+            int64_t at, at_read, at_count;
+            int64_t counted = range_count(m, &key, &end, 1, 0, 0, &at);
+            int64_t read = range_count(m, &key, &end, 0, 0, at, &at_read);
+            ck_assert_int_eq(counted, read);
+            int64_t count_only = range_count(m, &key, &end, 0, 1, 0, &at_count);
+            ck_assert_int_eq(count_only, range_count(m, &key, &end, 0, 0, at_count, &at_read));
+            int64_t from_index;
+            if (mvcc_index_count(m, &key, &end, at, &from_index) == 0) {
+                ck_assert_int_eq(from_index, read); /* at an older revision: the ring */
+                indexed++;
+            }
+        }
+    writers_join(&ws);
+    ck_assert_int_gt(indexed, 0);
+    watch_hub_destroy(hub);
+    mvcc_close(m);
+}
+END_TEST
+
 int main(void)
 {
     harness_start();
@@ -718,6 +832,7 @@ int main(void)
     tcase_add_test(tc, test_replay_from_many_revisions_then_live);
     tcase_add_test(tc, test_thousands_of_watchers_on_one_stream);
     tcase_add_test(tc, test_client_that_stops_reading_is_bounded_then_catches_up);
+    tcase_add_test(tc, test_range_counts_from_the_key_index_match_a_scan);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
