@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "kv/conflict.h"
+#include "kv/deadline.h"
 #include "kv/embedded_internal.h"
 #include "kv/fdb_errors.h"
 #include "kv/mutation.h"
@@ -780,13 +781,8 @@ static void *commit_thread_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&db->qlock);
         if (!db->qhead && !db->stopping) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts); /* qcv uses the monotonic clock */
-            ts.tv_nsec += 100 * 1000 * 1000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            /* qcv uses the monotonic clock */
+            struct timespec ts = kv_deadline_ms(CLOCK_MONOTONIC, 100);
             pthread_cond_timedwait(&db->qcv, &db->qlock, &ts);
         }
         struct commit_req *list = db->qhead, *last = list;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "kv/arena.h"
+#include "kv/deadline.h"
 #include "kv/log.h"
 #include "kv/retry.h"
 
@@ -306,13 +307,7 @@ static void *lease_main(void *arg)
         int busy = leads && expire(mgr, now, 1) > 0;
         pthread_mutex_lock(&mgr->mu);
         if (!mgr->stopping && !busy) { /* after revoking, look again at once: more may be due */
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += (leads ? EXPIRE_EVERY_MS : STEP_MS) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = kv_deadline_ms(CLOCK_MONOTONIC, leads ? EXPIRE_EVERY_MS : STEP_MS);
             pthread_cond_timedwait(&mgr->cv, &mgr->mu, &ts);
         }
         int stop = mgr->stopping;

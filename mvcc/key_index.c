@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "kv/deadline.h"
+
 #define CHANGES_MAX 8192 /* remembered count changes: about a second of heavy writes */
 
 struct node {
@@ -356,14 +358,7 @@ void key_index_apply(struct key_index *ix, Mvccpb__Event *const *events, size_t 
 int key_index_count(struct key_index *ix, const ProtobufCBinaryData *key,
                     const ProtobufCBinaryData *range_end, int64_t rev, int wait_ms, int64_t *count)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
-    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = kv_deadline_ms(CLOCK_MONOTONIC, wait_ms);
     pthread_mutex_lock(&ix->mu);
     while (ix->ready && ix->rev < rev &&
            pthread_cond_timedwait(&ix->advanced, &ix->mu, &deadline) == 0)

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kv/deadline.h"
 #include "kv/retry.h"
 #include "mvcc/key_index.h"
 #include "mvcc/keys.h"
@@ -42,8 +43,8 @@ struct mvcc {
     FDBDatabase *db;
     struct keys keys;
     int max_txn_ops;
-    struct key_index *index;      /* counts ranges (key_index.h); kept by the watch tail */
-    struct tuple_buf index_next;  /* the index loader's next store key (tail thread only) */
+    struct key_index *index;     /* counts ranges (key_index.h); kept by the watch tail */
+    struct tuple_buf index_next; /* the index loader's next store key (tail thread only) */
 };
 
 const char *mvcc_strerror(int err)
@@ -684,6 +685,20 @@ static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descend
         }
 }
 
+/* The number of live keys in [key, range_end) at the read revision, for a snapshot Range
+ * whose scan stopped early: from the key index, or by reading the whole range when the index
+ * cannot tell (loading, or its tail not at this revision within INDEX_WAIT_MS). */
+static int count_rest(struct exec *ex, const ProtobufCBinaryData *key,
+                      const ProtobufCBinaryData *range_end, int64_t *total)
+{
+    if (key_index_count(ex->m->index, key, range_end, ex->cur_rev, INDEX_WAIT_MS, total) == 0)
+        return 0;
+    struct kv_list all = {NULL, 0, 0, 0, 0, 0}; /* count only */
+    int err = range_latest(ex, key, range_end, 1, &all);
+    *total = all.total;
+    return err;
+}
+
 static int range_valid(const Etcdserverpb__RangeRequest *req)
 {
     if (req->key.len == 0)
@@ -712,20 +727,17 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
     else if (req->limit > 0 && !sorted && !filtered && ex->own_count == 0)
         l.want = (size_t)req->limit + 1;
     int latest = rev <= 0 || rev >= ex->cur_rev;
-    /* A range's count from the key index: the scan then stops after the keys it returns.
+    /* The scan stops after the keys it returns; if more remain, the key index counts them.
      * Only for a snapshot read (a Txn's reads must cover the range for its conflicts) that
      * sees no own writes. */
-    int64_t counted = 0;
-    if (latest && snapshot && l.want != SIZE_MAX && !ex->writes && req->range_end.len &&
-        key_index_count(ex->m->index, &req->key, &req->range_end, ex->cur_rev, INDEX_WAIT_MS,
-                        &counted) == 0)
-        l.stop_when_full = 1;
+    int counted_apart = latest && snapshot && l.want != SIZE_MAX && !ex->writes &&
+                        req->range_end.len;
+    l.stop_when_full = counted_apart;
     int err = 0;
     if (latest) {
-        if (!(l.stop_when_full && l.want == 0))
-            err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
-        if (l.stop_when_full)
-            l.total = counted;
+        err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
+        if (!err && counted_apart && l.count >= l.want)
+            err = count_rest(ex, &req->key, &req->range_end, &l.total);
         if (!err && ex->own_count && !req->count_only)
             merge_own(ex, &req->key, &req->range_end, &l);
     } else {
@@ -2182,14 +2194,7 @@ int mvcc_wait_change(struct mvcc *m, int64_t known_rev, int timeout_ms, struct m
     if (!err && watch) {
         struct wait_state w = {wake, 0};
         err = api->future_set_callback(watch, wait_fired, &w);
-        struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        struct timespec deadline = kv_deadline_ms(CLOCK_REALTIME, timeout_ms);
         pthread_mutex_lock(&wake->mu);
         while (!err && !w.fired && !wake->woken)
             if (pthread_cond_timedwait(&wake->cv, &wake->mu, &deadline) != 0)

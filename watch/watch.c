@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "kv/arena.h"
+#include "kv/deadline.h"
 #include "kv/log.h"
 
 #define TAIL_BATCH 1000
@@ -949,19 +950,12 @@ static void *worker_main(void *arg)
             continue;
         }
         if (idle) {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
             int64_t wait = hub->config.progress_interval_ms - (now - hub->last_tick_ms);
             if (wait > WAIT_MS)
                 wait = WAIT_MS;
             if (hub->handled_since_trim >= TRIM_AFTER && wait > TRIM_QUIET_MS)
                 wait = TRIM_QUIET_MS;
-            ts.tv_sec += wait / 1000;
-            ts.tv_nsec += (wait % 1000) * 1000000;
-            if (ts.tv_nsec >= 1000000000) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000;
-            }
+            struct timespec ts = kv_deadline_ms(CLOCK_MONOTONIC, wait > 0 ? wait : 0);
             pthread_cond_timedwait(&hub->work_cv, &hub->mu, &ts);
         }
         pthread_mutex_unlock(&hub->mu);
