@@ -313,6 +313,12 @@ wl_range() {
     put_value "range-pages-ops" "$s" "$(field ops_per_s "$LAST")"
     latency_metrics "range-pages" "range 500-key pages" "$s"
     cpu_metric "range-pages" "range 500-key pages" "$s"
+    lg "$s" range range -pages -past-revision -keys 100000 -page-size 500 -clients 10 -conns 10 \
+        -consistency l -duration "${DURATION}s" -server-pid "$SPID"
+    metric "range-pastpages-ops" "range 500-key pages at a past revision (kube-apiserver's continue): pages/s" ">=1.5"
+    put_value "range-pastpages-ops" "$s" "$(field ops_per_s "$LAST")"
+    latency_metrics "range-pastpages" "range 500-key pages at a past revision" "$s"
+    cpu_metric "range-pastpages" "range 500-key pages at a past revision" "$s"
     stop_server
 }
 

@@ -536,6 +536,8 @@ static int history_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     if (s->key.len != s->cur_key.len || memcmp(s->key.data, s->cur_key.data, s->key.len) != 0) {
         if (history_flush(ex, s))
             return 1;
+        if (s->list->stop_when_full && s->list->count >= s->list->want)
+            return 1;
         tuple_buf_reset(&s->cur_key);
         tuple_buf_append(&s->cur_key, s->key.data, s->key.len);
     }
@@ -685,16 +687,18 @@ static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descend
         }
 }
 
-/* The number of live keys in [key, range_end) at the read revision, for a snapshot Range
- * whose scan stopped early: from the key index, or by reading the whole range when the index
- * cannot tell (loading, or its tail not at this revision within INDEX_WAIT_MS). */
+/* The number of live keys in [key, range_end) at revision rev (the newest, ex->cur_rev, or
+ * an older one), for a snapshot Range whose scan stopped early: from the key index, or by
+ * reading the whole range when the index cannot tell (loading, its tail not at rev within
+ * INDEX_WAIT_MS, or rev older than the changes it keeps). */
 static int count_rest(struct exec *ex, const ProtobufCBinaryData *key,
-                      const ProtobufCBinaryData *range_end, int64_t *total)
+                      const ProtobufCBinaryData *range_end, int64_t rev, int64_t *total)
 {
-    if (key_index_count(ex->m->index, key, range_end, ex->cur_rev, INDEX_WAIT_MS, total) == 0)
+    if (key_index_count(ex->m->index, key, range_end, rev, INDEX_WAIT_MS, total) == 0)
         return 0;
     struct kv_list all = {NULL, 0, 0, 0, 0, 0}; /* count only */
-    int err = range_latest(ex, key, range_end, 1, &all);
+    int err = rev == ex->cur_rev ? range_latest(ex, key, range_end, 1, &all)
+                                 : range_history(ex, key, range_end, rev, &all);
     *total = all.total;
     return err;
 }
@@ -730,20 +734,19 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
     /* The scan stops after the keys it returns; if more remain, the key index counts them.
      * Only for a snapshot read (a Txn's reads must cover the range for its conflicts) that
      * sees no own writes. */
-    int counted_apart = latest && snapshot && l.want != SIZE_MAX && !ex->writes &&
-                        req->range_end.len;
+    int counted_apart = snapshot && l.want != SIZE_MAX && !ex->writes && req->range_end.len;
     l.stop_when_full = counted_apart;
     int err = 0;
     if (latest) {
         err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
-        if (!err && counted_apart && l.count >= l.want)
-            err = count_rest(ex, &req->key, &req->range_end, &l.total);
         if (!err && ex->own_count && !req->count_only)
             merge_own(ex, &req->key, &req->range_end, &l);
     } else {
         err = range_history(ex, &req->key, &req->range_end, rev, &l);
         read_rev = ex->cur_rev;
     }
+    if (!err && counted_apart && l.count >= l.want)
+        err = count_rest(ex, &req->key, &req->range_end, latest ? ex->cur_rev : rev, &l.total);
     if (err)
         return err;
     /* etcd's post-processing: filters, sort, limit, keys_only. */

@@ -54,6 +54,7 @@ func cmdRange(args []string) {
 	nkeys := fs.Int("keys", 100000, "keys under the prefix (loaded first if missing)")
 	pageSize := fs.Int("page-size", 500, "keys per page")
 	valSize := fs.Int("val-size", 256, "value size of the keys written")
+	pastRev := fs.Bool("past-revision", false, "pages: read every page at the revision before one more write, as kube-apiserver reads the pages after the first (continue)")
 	fs.Parse(args)
 	cs := newClients(c.endpoints, c.numConns())
 	defer closeClients(cs)
@@ -92,6 +93,21 @@ func cmdRange(args []string) {
 			loadKeys(cs, 16, *prefix, *nkeys, *valSize, 100)
 			fmt.Fprintf(os.Stderr, "loadgen: loaded %d keys in %.1fs\n", *nkeys, time.Since(t0).Seconds())
 		}
+		if *pastRev {
+			ctx, cancel := ctxTimeout(opTimeout)
+			resp, err := cs[0].Put(ctx, "bench-range-past-marker", "x")
+			cancel()
+			if err != nil {
+				die("put: %v", err)
+			}
+			opts = append(opts, clientv3.WithRev(resp.Header.Revision-1))
+			ctx, cancel = ctxTimeout(opTimeout)
+			_, err = cs[0].Put(ctx, "bench-range-past-marker", "y") // the pages' revision is now past
+			cancel()
+			if err != nil {
+				die("put: %v", err)
+			}
+		}
 		width := len(strconv.Itoa(*nkeys - 1))
 		if width < 8 {
 			width = 8
@@ -107,7 +123,7 @@ func cmdRange(args []string) {
 			}
 			return err
 		})
-		extra = fmt.Sprintf("mode=pages consistency=%s page_size=%d keys=%d keys_read_per_s=%.1f", *consistency, *pageSize, *nkeys,
+		extra = fmt.Sprintf("mode=pages past_revision=%v consistency=%s page_size=%d keys=%d keys_read_per_s=%.1f", *pastRev, *consistency, *pageSize, *nkeys,
 			float64(s.ops)*float64(*pageSize)/c.duration.Seconds())
 	}
 	result("range", &c, extra, s)

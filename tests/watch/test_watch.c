@@ -806,6 +806,8 @@ START_TEST(test_range_counts_from_the_key_index_match_a_scan)
             int64_t counted = range_count(m, &key, &end, 1, 0, 0, &at);
             int64_t read = range_count(m, &key, &end, 0, 0, at, &at_read);
             ck_assert_int_eq(counted, read);
+            /* a next page at that revision, as kube-apiserver's continue reads it */
+            ck_assert_int_eq(range_count(m, &key, &end, 1, 0, at, &at_read), read);
             int64_t count_only = range_count(m, &key, &end, 0, 1, 0, &at_count);
             ck_assert_int_eq(count_only, range_count(m, &key, &end, 0, 0, at_count, &at_read));
             int64_t from_index;
