@@ -725,10 +725,14 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
                  req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
     int filtered = req->min_mod_revision || req->max_mod_revision ||
                    req->min_create_revision || req->max_create_revision;
+    /* In a Txn after its writes, a Range without a revision sees them (etcd reads its write
+     * buffer); one with a revision reads the store as of it, before them. The own writes
+     * are merged into every key of the range (and counted). */
+    int own = ex->own_count > 0 && rev <= 0;
     struct kv_list l = {NULL, 0, 0, 0, SIZE_MAX, 0};
-    if (req->count_only)
+    if (!own && req->count_only)
         l.want = 0;
-    else if (req->limit > 0 && !sorted && !filtered && ex->own_count == 0)
+    else if (!own && req->limit > 0 && !sorted && !filtered)
         l.want = (size_t)req->limit + 1;
     int latest = rev <= 0 || rev >= ex->cur_rev;
     /* The scan stops after the keys it returns; if more remain, the key index counts them.
@@ -739,7 +743,7 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
     int err = 0;
     if (latest) {
         err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
-        if (!err && ex->own_count && !req->count_only)
+        if (!err && own)
             merge_own(ex, &req->key, &req->range_end, &l);
     } else {
         err = range_history(ex, &req->key, &req->range_end, rev, &l);

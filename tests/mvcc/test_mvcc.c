@@ -182,8 +182,13 @@ START_TEST(test_txn_makes_one_revision)
     Etcdserverpb__RangeRequest rg = ETCDSERVERPB__RANGE_REQUEST__INIT;
     rg.key = B("t/");
     rg.range_end = B("t0");
+    /* a count of the range, and the range as of r0 (before the txn's writes) */
+    Etcdserverpb__RangeRequest cnt = rg, before = rg;
+    cnt.count_only = 1;
+    before.revision = r0;
     Etcdserverpb__RequestOp o1 = ETCDSERVERPB__REQUEST_OP__INIT, o2 = ETCDSERVERPB__REQUEST_OP__INIT,
-                            o3 = ETCDSERVERPB__REQUEST_OP__INIT, o4 = ETCDSERVERPB__REQUEST_OP__INIT;
+                            o3 = ETCDSERVERPB__REQUEST_OP__INIT, o4 = ETCDSERVERPB__REQUEST_OP__INIT,
+                            o5 = ETCDSERVERPB__REQUEST_OP__INIT, o6 = ETCDSERVERPB__REQUEST_OP__INIT;
     o1.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
     o1.request_put = &pb;
     o2.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
@@ -192,11 +197,15 @@ START_TEST(test_txn_makes_one_revision)
     o3.request_delete_range = &da;
     o4.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
     o4.request_range = &rg;
-    Etcdserverpb__RequestOp *ops[] = {&o1, &o2, &o3, &o4};
+    o5.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    o5.request_range = &cnt;
+    o6.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE;
+    o6.request_range = &before;
+    Etcdserverpb__RequestOp *ops[] = {&o1, &o2, &o3, &o4, &o5, &o6};
     Etcdserverpb__TxnRequest txn = ETCDSERVERPB__TXN_REQUEST__INIT;
     txn.n_compare = 1;
     txn.compare = cmps;
-    txn.n_success = 4;
+    txn.n_success = 6;
     txn.success = ops;
     Etcdserverpb__TxnResponse resp;
     struct arena a = {0};
@@ -211,6 +220,17 @@ START_TEST(test_txn_makes_one_revision)
     ck_assert_int_eq(in->kvs[0]->mod_revision, rev);
     ck_assert_int_eq(in->kvs[0]->create_revision, rev);
     ck_assert_int_eq(in->header->revision, rev);
+    /* a count_only range counts them too (t/b, t/c; t/a deleted) */
+    Etcdserverpb__RangeResponse *counted = resp.responses[4]->response_range;
+    ck_assert_int_eq(counted->count, 2);
+    ck_assert_int_eq(counted->n_kvs, 0);
+    /* a range at a revision reads the store as of it: t/a only */
+    Etcdserverpb__RangeResponse *old = resp.responses[5]->response_range;
+    ck_assert_int_eq(old->count, 1);
+    ck_assert_int_eq(old->n_kvs, 1);
+    ck_assert_int_eq(old->kvs[0]->key.len, 3);
+    ck_assert(memcmp(old->kvs[0]->key.data, "t/a", 3) == 0);
+    ck_assert_int_eq(old->kvs[0]->mod_revision, r0);
     arena_free(&a);
     /* all changes share the one revision */
     ck_assert_int_eq(get_at("t/b", 0).mod, rev);
