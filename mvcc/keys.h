@@ -11,6 +11,7 @@
  *   P (2, key, stamp)          -> record of the key at revision stamp (tombstone = delete)
  *   P (7, key, stamp, i)       -> chunk i >= 1 of a history record's value
  *   P (3, stamp(user=n))       -> event n of the write at stamp: the change log for watches
+ *                                 (type, prev mod revision, key; mvcc.c log_put_inline)
  *   P (4, lease id)            -> a lease
  *   P (5, lease id, key)       -> key attached to a lease
  *   P (8, expiry ms, lease id) -> index of leases by expiry time

@@ -37,6 +37,8 @@
 #define INDEX_WAIT_MS 100  /* how long a Range waits for the key index to reach its revision */
 #define EVENT_PUT 0
 #define EVENT_DELETE 1
+#define EVENT_PUT_INLINE 2 /* a PUT whose key the same write deleted again (log_put_inline) */
+#define STORE_VALUE_MAX 100000
 
 struct mvcc {
     const struct kv_api *api;
@@ -116,6 +118,9 @@ struct own_write {
     size_t key_len;
     int deleted;
     Mvccpb__KeyValue *kv; /* the new value, NULL if deleted */
+    int event;            /* its change-log event (a put's, for log_put_inline) */
+    int64_t event_prev;   /* the prev mod revision that event names */
+    int64_t pre_mod;      /* the key's mod revision before this write request (0: none) */
 };
 
 struct exec {
@@ -139,6 +144,7 @@ struct exec {
     size_t delete_limit; /* chunked DeleteRange (see exec_delete_range) */
     ProtobufCBinaryData delete_from, delete_next;
     int delete_more;
+    int path_checked; /* a Txn checked its Puts' leases before running them */
 };
 
 static void exec_init(struct exec *ex, struct mvcc *m)
@@ -159,6 +165,7 @@ static void exec_restart(struct exec *ex, FDBTransaction *tr)
     ex->writes = ex->rev_marked = 0;
     ex->next_event = 0;
     ex->own_count = ex->patch_count = 0;
+    ex->path_checked = 0;
     ex->error = 0;
     if (ex->stamp) {
         ex->api->future_destroy(ex->stamp);
@@ -642,49 +649,61 @@ static void merge_own(struct exec *ex, const ProtobufCBinaryData *key,
 }
 
 /* A revision for comparisons: this transaction's own writes carry 0 until the commit
- * tells their revision (patch_later), which will be above every revision in the store. */
-static int64_t rev_order(int64_t rev)
+ * tells their revision (patch_later), the next after cur_rev (as in etcd, where it is
+ * cur_rev + 1: a filter at any later revision keeps them). */
+static int64_t rev_order(int64_t rev, int64_t cur_rev)
 {
-    return rev ? rev : INT64_MAX;
+    return rev ? rev : cur_rev + 1;
 }
 
-static int64_t sort_field(const Mvccpb__KeyValue *kv, int target)
+static int64_t sort_field(const Mvccpb__KeyValue *kv, int target, int64_t cur_rev)
 {
     switch (target) {
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VERSION:
         return kv->version;
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__CREATE:
-        return rev_order(kv->create_revision);
+        return rev_order(kv->create_revision, cur_rev);
     case ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__MOD:
-        return rev_order(kv->mod_revision);
+        return rev_order(kv->mod_revision, cur_rev);
     default:
         return 0;
     }
 }
 
+struct sort_spec {
+    int target, descending;
+    int64_t cur_rev;
+};
+
 static int kv_sort_cmp(const void *a, const void *b, void *arg)
 {
     const Mvccpb__KeyValue *x = *(Mvccpb__KeyValue *const *)a, *y = *(Mvccpb__KeyValue *const *)b;
-    int t = *(const int *)arg;
-    if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY)
-        return compare_bytes(&x->key, &y->key);
-    if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE)
-        return compare_bytes(&x->value, &y->value);
-    int64_t p = sort_field(x, t), q = sort_field(y, t);
-    return (p > q) - (p < q);
+    const struct sort_spec *spec = arg;
+    int t = spec->target, c;
+    if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY) {
+        c = compare_bytes(&x->key, &y->key);
+    } else {
+        if (t == ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__VALUE) {
+            c = compare_bytes(&x->value, &y->value);
+        } else {
+            int64_t p = sort_field(x, t, spec->cur_rev), q = sort_field(y, t, spec->cur_rev);
+            c = (p > q) - (p < q);
+        }
+        if (c == 0) /* ties stay in key order, either direction */
+            return compare_bytes(&x->key, &y->key);
+    }
+    return spec->descending ? -c : c;
 }
 
-/* Sorts by target, descending if asked (etcd's sort is not stable either). */
-static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descending)
+/* Sorts by target, descending if asked. Keys that tie on the target keep their key order:
+ * what etcd's sort gives for the ranges it sorts by insertion (up to 12 keys); for larger
+ * ones etcd's order of ties is not defined. */
+static void sort_kvs(Mvccpb__KeyValue **items, size_t n, int target, int descending,
+                     int64_t cur_rev)
 {
+    struct sort_spec spec = {target, descending, cur_rev};
     if (n > 1)
-        qsort_r(items, n, sizeof(*items), kv_sort_cmp, &target);
-    if (descending)
-        for (size_t i = 0; i < n / 2; i++) {
-            Mvccpb__KeyValue *t = items[i];
-            items[i] = items[n - 1 - i];
-            items[n - 1 - i] = t;
-        }
+        qsort_r(items, n, sizeof(*items), kv_sort_cmp, &spec);
 }
 
 /* The number of live keys in [key, range_end) at revision rev (the newest, ex->cur_rev, or
@@ -721,8 +740,9 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
         return body_fail(ex, MVCC_ERR_FUTURE_REV);
     if (rev > 0 && rev < ex->compact_rev)
         return body_fail(ex, MVCC_ERR_COMPACTED);
-    int sorted = req->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE ||
-                 req->sort_target != ETCDSERVERPB__RANGE_REQUEST__SORT_TARGET__KEY;
+    /* As etcd: only an explicit sort order reads the whole range; a sort target without
+     * one sorts the first limit + 1 keys (in key order) and keeps limit of them. */
+    int sorted = req->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
     int filtered = req->min_mod_revision || req->max_mod_revision ||
                    req->min_create_revision || req->max_create_revision;
     /* In a Txn after its writes, a Range without a revision sees them (etcd reads its write
@@ -747,17 +767,19 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
             merge_own(ex, &req->key, &req->range_end, &l);
     } else {
         err = range_history(ex, &req->key, &req->range_end, rev, &l);
-        read_rev = ex->cur_rev;
     }
     if (!err && counted_apart && l.count >= l.want)
         err = count_rest(ex, &req->key, &req->range_end, latest ? ex->cur_rev : rev, &l.total);
     if (err)
         return err;
+    if (!sorted && !filtered && req->limit > 0 && l.count > (size_t)req->limit + 1)
+        l.count = (size_t)req->limit + 1; /* own writes merged: etcd reads limit + 1 keys */
     /* etcd's post-processing: filters, sort, limit, keys_only. */
     size_t n = 0;
     for (size_t i = 0; i < l.count; i++) {
         Mvccpb__KeyValue *kv = l.items[i];
-        int64_t mod = rev_order(kv->mod_revision), create = rev_order(kv->create_revision);
+        int64_t mod = rev_order(kv->mod_revision, ex->cur_rev);
+        int64_t create = rev_order(kv->create_revision, ex->cur_rev);
         if ((req->max_mod_revision && mod > req->max_mod_revision) ||
             (req->min_mod_revision && mod < req->min_mod_revision) ||
             (req->max_create_revision && create > req->max_create_revision) ||
@@ -774,9 +796,9 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
         order = ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
     if (order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE)
         sort_kvs(l.items, n, req->sort_target,
-                 order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND);
-    if (req->limit > 0 && n > (size_t)req->limit) {
-        n = (size_t)req->limit;
+                 order == ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__DESCEND, ex->cur_rev);
+    if (req->limit > 0 && n > (size_t)req->limit && !req->count_only) {
+        n = (size_t)req->limit; /* count_only: etcd returns no keys, so never "more" */
         resp->more = 1;
     }
     if (req->keys_only)
@@ -785,6 +807,10 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
             *copy = *l.items[i];
             copy->value.len = 0;
             copy->value.data = NULL;
+            if (!copy->mod_revision) /* an own write: its revision comes after commit */
+                patch_later(ex, &copy->mod_revision);
+            if (!copy->create_revision)
+                patch_later(ex, &copy->create_revision);
             l.items[i] = copy;
         }
     resp->count = l.total;
@@ -831,14 +857,67 @@ static void log_event(struct exec *ex, int type, const uint8_t *key, size_t key_
     add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
 }
 
-static void own_add(struct exec *ex, const uint8_t *key, size_t key_len, Mvccpb__KeyValue *kv)
+/* The newest own write of key, or NULL. */
+static struct own_write *own_entry(struct exec *ex, const uint8_t *key, size_t key_len)
 {
+    for (int i = ex->own_count - 1; i >= 0; i--)
+        if (ex->own[i].key_len == key_len && memcmp(ex->own[i].key, key, key_len) == 0)
+            return &ex->own[i];
+    return NULL;
+}
+
+/* Records a write of key (kv NULL: a delete) made as change-log event `event`, whose prev
+ * mod revision is event_prev; the first write of the key in this request has the version
+ * before it as its prev. */
+static void own_add(struct exec *ex, const uint8_t *key, size_t key_len, Mvccpb__KeyValue *kv,
+                    int event, int64_t event_prev)
+{
+    const struct own_write *before = own_entry(ex, key, key_len);
+    int64_t pre_mod = before ? before->pre_mod : event_prev;
     ex->own = grow(ex->own, &ex->own_cap, ex->own_count, sizeof(*ex->own));
     struct own_write *w = &ex->own[ex->own_count++];
     w->key = arena_dup(&ex->arena, key, key_len);
     w->key_len = key_len;
     w->deleted = kv == NULL;
     w->kv = kv;
+    w->event = event;
+    w->event_prev = event_prev;
+    w->pre_mod = pre_mod;
+}
+
+/* A Txn that puts a key and then deletes it (etcd's duplicate-key check lets a delete to
+ * "\0", or a put and a delete in sibling nested Txns, through) makes both changes in one
+ * revision, but the key has one history record per revision: the tombstone. The PUT's
+ * change-log event then carries its record itself:
+ *   type EVENT_PUT_INLINE, prev mod revision (8), key length (4), key, record
+ * (chunks of a long value stay at the history chunk keys of the revision). A record too
+ * large for one store value is left out: watchers then get the DELETE only. */
+static void log_put_inline(struct exec *ex, const struct own_write *put)
+{
+    const Mvccpb__KeyValue *kv = put->kv;
+    uint32_t total = (uint32_t)kv->value.len;
+    uint32_t part = total > RECORD_CHUNK_LEN ? RECORD_CHUNK_LEN : total;
+    int flags = (kv->create_revision ? 0 : RECORD_CREATE_SELF) |
+                (total > RECORD_CHUNK_LEN ? RECORD_CHUNKED : 0);
+    struct tuple_buf rec;
+    tuple_buf_init(&rec);
+    record_encode(&rec, flags, kv->create_revision, kv->version, kv->lease, total,
+                  kv->value.data, part);
+    if (13 + put->key_len + rec.len <= STORE_VALUE_MAX) {
+        uint8_t head[13];
+        head[0] = EVENT_PUT_INLINE;
+        for (int i = 0; i < 8; i++)
+            head[1 + i] = (uint8_t)((uint64_t)put->event_prev >> (56 - 8 * i));
+        for (int i = 0; i < 4; i++)
+            head[9 + i] = (uint8_t)((uint32_t)put->key_len >> (24 - 8 * i));
+        tuple_buf_reset(&ex->v);
+        tuple_buf_append(&ex->v, head, 13);
+        tuple_buf_append(&ex->v, put->key, put->key_len);
+        tuple_buf_append(&ex->v, rec.data, rec.len);
+        keys_log_new(&ex->m->keys, &ex->k1, (uint16_t)put->event);
+        add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
+    }
+    tuple_buf_free(&rec);
 }
 
 static void set_lease_key(struct exec *ex, int64_t lease, const uint8_t *key, size_t len,
@@ -900,6 +979,7 @@ static Mvccpb__KeyValue *write_put(struct exec *ex, const ProtobufCBinaryData *k
         tuple_buf_append(&ex->v, value->data + pos, n);
         add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
     }
+    int event = ex->next_event;
     log_event(ex, EVENT_PUT, key->data, key->len, existing ? existing->mod_revision : 0);
     mark_revision(ex);
     if (existing && existing->lease && existing->lease != lease)
@@ -918,7 +998,7 @@ static Mvccpb__KeyValue *write_put(struct exec *ex, const ProtobufCBinaryData *k
     patch_later(ex, &kv->mod_revision);
     if (!existing)
         patch_later(ex, &kv->create_revision);
-    own_add(ex, key->data, key->len, kv);
+    own_add(ex, key->data, key->len, kv, event, existing ? existing->mod_revision : 0);
     return kv;
 }
 
@@ -939,12 +1019,22 @@ static void write_delete(struct exec *ex, const Mvccpb__KeyValue *existing, int 
     tuple_buf_append(&ex->v, &tombstone, 1);
     keys_history_new(k, &ex->k1, key->data, key->len);
     add_versionstamped(ex, &ex->k1, &ex->v, FDB_MUTATION_TYPE_SET_VERSIONSTAMPED_KEY);
-    log_event(ex, EVENT_DELETE, key->data, key->len, existing->mod_revision);
+    /* A key this request put (mod revision 0 until the commit): its PUT event keeps the
+     * record the tombstone replaces, and this event's prev_kv is the version before the
+     * request, as etcd's (it reads prev_kv at the revision before). */
+    int64_t prev = existing->mod_revision;
+    const struct own_write *put = prev ? NULL : own_entry(ex, key->data, key->len);
+    if (put && !put->deleted) {
+        log_put_inline(ex, put);
+        prev = put->pre_mod;
+    }
+    int event = ex->next_event;
+    log_event(ex, EVENT_DELETE, key->data, key->len, prev);
     mark_revision(ex);
     if (existing->lease)
         set_lease_key(ex, existing->lease, key->data, key->len, 0);
     ex->writes++;
-    own_add(ex, key->data, key->len, NULL);
+    own_add(ex, key->data, key->len, NULL, event, prev);
 }
 
 static int lease_exists(struct exec *ex, int64_t lease, int *exists)
@@ -961,13 +1051,9 @@ static int lease_exists(struct exec *ex, int64_t lease, int *exists)
 /* Whether the transaction wrote key; *out is then its newest KeyValue (NULL: deleted). */
 static int own_find(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
 {
-    *out = NULL;
-    for (int i = ex->own_count - 1; i >= 0; i--)
-        if (ex->own[i].key_len == key->len && memcmp(ex->own[i].key, key->data, key->len) == 0) {
-            *out = ex->own[i].kv;
-            return 1;
-        }
-    return 0;
+    const struct own_write *w = own_entry(ex, key->data, key->len);
+    *out = w ? w->kv : NULL;
+    return w != NULL;
 }
 
 static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
@@ -999,7 +1085,7 @@ static int exec_put(struct exec *ex, const Etcdserverpb__PutRequest *req,
     if ((req->ignore_value || req->ignore_lease) && !existing)
         return body_fail(ex, MVCC_ERR_KEY_NOT_FOUND);
     int64_t lease = req->ignore_lease ? existing->lease : req->lease;
-    if (lease && !req->ignore_lease) {
+    if (lease && !req->ignore_lease && !ex->path_checked) {
         int exists;
         err = lease_exists(ex, lease, &exists);
         if (err)
@@ -1195,7 +1281,8 @@ static int eval_path(struct exec *ex, const Etcdserverpb__TxnRequest *req, struc
 }
 
 static int exec_txn_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
-                         const struct txn_path *path, Etcdserverpb__TxnResponse *resp)
+                         const struct txn_path *path, int nested,
+                         Etcdserverpb__TxnResponse *resp)
 {
     etcdserverpb__txn_response__init(resp);
     resp->succeeded = path->succeeded;
@@ -1227,16 +1314,18 @@ static int exec_txn_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
         case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
             r->response_case = ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN;
             r->response_txn = alloc0(ex, sizeof(*r->response_txn));
-            err = exec_txn_path(ex, ops[i]->request_txn, path->children[i], r->response_txn);
+            err = exec_txn_path(ex, ops[i]->request_txn, path->children[i], 1,
+                                r->response_txn);
             break;
-        default: /* an empty RequestOp: etcd answers it with an empty ResponseOp */
+        default: /* an empty RequestOp: check_ops refused it */
             break;
         }
         if (err)
             return err;
     }
-    resp->header = new_header(ex, ex->cur_rev);
-    if (ex->writes) /* (3): a Txn that wrote answers at its own revision */
+    /* A nested Txn's header stays empty in etcd (revision 0): only the outermost is filled. */
+    resp->header = new_header(ex, nested ? 0 : ex->cur_rev);
+    if (ex->writes && !nested) /* (3): a Txn that wrote answers at its own revision */
         patch_later(ex, &resp->header->revision);
     return 0;
 }
@@ -1267,12 +1356,17 @@ static void set_push(struct interval **v, size_t *n, size_t *cap, struct interva
     (*v)[(*n)++] = iv;
 }
 
+/* Whether k is in d as etcd's checkIntervals sees it: it compares a range end as a plain
+ * string, so the end "\0" (every key from begin on, elsewhere) makes an empty interval here,
+ * and etcd accepts a Txn that puts a key inside a delete to the end of the key space. */
 static int point_in(const struct interval *d, const uint8_t *k, size_t kl)
 {
     ProtobufCBinaryData key = {d->begin_len, (uint8_t *)d->begin};
     ProtobufCBinaryData end = {d->end_len, (uint8_t *)d->end};
     if (d->point)
         end.len = 0;
+    else if (end.len == 1 && end.data[0] == 0)
+        return 0;
     return key_in_range(k, kl, &key, &end);
 }
 
@@ -1362,11 +1456,20 @@ static int check_intervals(Etcdserverpb__RequestOp **ops, size_t n, struct key_s
     return 0;
 }
 
-static int check_ops(struct mvcc *m, const Etcdserverpb__TxnRequest *req)
+/* etcd's checkTxnRequest: no more than max_ops compares or ops per branch (a nested Txn
+ * gets what its parent left), every compare names a key, every op is valid and not empty. */
+static int check_ops(const Etcdserverpb__TxnRequest *req, int max_ops)
 {
-    if ((int)req->n_compare > m->max_txn_ops || (int)req->n_success > m->max_txn_ops ||
-        (int)req->n_failure > m->max_txn_ops)
+    size_t opc = req->n_compare;
+    if (req->n_success > opc)
+        opc = req->n_success;
+    if (req->n_failure > opc)
+        opc = req->n_failure;
+    if (opc > (size_t)(max_ops > 0 ? max_ops : 0))
         return MVCC_ERR_TOO_MANY_OPS;
+    for (size_t i = 0; i < req->n_compare; i++)
+        if (req->compare[i]->key.len == 0)
+            return MVCC_ERR_EMPTY_KEY;
     for (int branch = 0; branch < 2; branch++) {
         size_t n = branch ? req->n_failure : req->n_success;
         Etcdserverpb__RequestOp **ops = branch ? req->failure : req->success;
@@ -1383,9 +1486,10 @@ static int check_ops(struct mvcc *m, const Etcdserverpb__TxnRequest *req)
                 err = ops[i]->request_delete_range->key.len ? 0 : MVCC_ERR_EMPTY_KEY;
                 break;
             case ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN:
-                err = check_ops(m, ops[i]->request_txn);
+                err = check_ops(ops[i]->request_txn, max_ops - (int)opc);
                 break;
-            default:
+            default: /* an empty RequestOp */
+                err = MVCC_ERR_KEY_NOT_FOUND;
                 break;
             }
             if (err)
@@ -1570,17 +1674,73 @@ int mvcc_delete_range(struct mvcc *m, const Etcdserverpb__DeleteRangeRequest *re
     return 0;
 }
 
+/* etcd's checks of a Put before a Txn runs: ignore_value and ignore_lease need the key,
+ * a lease must exist. */
+static int check_put(struct exec *ex, const Etcdserverpb__PutRequest *req)
+{
+    int err = 0;
+    if (req->ignore_value || req->ignore_lease) {
+        Mvccpb__KeyValue *existing;
+        err = latest_one(ex, &req->key, 0, &existing);
+        if (!err && !existing)
+            err = body_fail(ex, MVCC_ERR_KEY_NOT_FOUND);
+    }
+    if (!err && req->lease) {
+        int exists;
+        err = lease_exists(ex, req->lease, &exists);
+        if (!err && !exists)
+            err = body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+    }
+    return err;
+}
+
+/* etcd's checkRequests on the chosen path of a Txn, against the store before it: every Put
+ * (ranges 0), then every Range's revision (ranges 1), in op order, nested Txns included.
+ * So an invalid Put is the answer even when a Range before it names a compacted revision. */
+static int check_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
+                      const struct txn_path *path, int ranges)
+{
+    size_t n = path->succeeded ? req->n_success : req->n_failure;
+    Etcdserverpb__RequestOp **ops = path->succeeded ? req->success : req->failure;
+    for (size_t i = 0; i < n; i++) {
+        int err = 0;
+        if (ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN) {
+            err = check_path(ex, ops[i]->request_txn, path->children[i], ranges);
+        } else if (ranges &&
+                   ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE) {
+            int64_t rev = ops[i]->request_range->revision;
+            if (rev > ex->cur_rev)
+                err = body_fail(ex, MVCC_ERR_FUTURE_REV);
+            else if (rev > 0 && rev < ex->compact_rev)
+                err = body_fail(ex, MVCC_ERR_COMPACTED);
+        } else if (!ranges &&
+                   ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT) {
+            err = check_put(ex, ops[i]->request_put);
+        }
+        if (err)
+            return err;
+    }
+    return 0;
+}
+
 static int txn_fn(struct exec *ex, const void *req, void *resp)
 {
     struct txn_path *path;
     int err = eval_path(ex, req, &path);
-    return err ? err : exec_txn_path(ex, req, path, resp);
+    if (!err)
+        err = check_path(ex, req, path, 0);
+    if (!err)
+        err = check_path(ex, req, path, 1);
+    if (err)
+        return err;
+    ex->path_checked = 1;
+    return exec_txn_path(ex, req, path, 0, resp);
 }
 
 int mvcc_txn(struct mvcc *m, const Etcdserverpb__TxnRequest *req,
              Etcdserverpb__TxnResponse *resp, struct arena *arena, fdb_error_t *store_error)
 {
-    int err = check_ops(m, req);
+    int err = check_ops(req, m->max_txn_ops);
     struct key_sets s[2];
     if (!err) {
         err = check_intervals(req->success, req->n_success, &s[0]);
@@ -1929,7 +2089,7 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     int64_t rev;
     uint16_t idx;
     if (keys_decode_log(&ex->m->keys, row->key, (size_t)row->key_length, &rev, &idx) != 0 ||
-        row->value_length < 9) {
+        row->value_length < 9 || (row->value[0] == EVENT_PUT_INLINE && row->value_length < 13)) {
         s->err = body_fail(ex, MVCC_ERR_CORRUPT);
         return 1;
     }
@@ -1948,7 +2108,27 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     p->rev = rev;
     p->e = alloc0(ex, sizeof(*p->e));
     mvccpb__event__init(p->e);
-    if (v[0] == EVENT_PUT) {
+    if (v[0] == EVENT_PUT_INLINE) { /* see log_put_inline */
+        size_t klen = (size_t)v[9] << 24 | (size_t)v[10] << 16 | (size_t)v[11] << 8 | v[12];
+        if (klen > (size_t)row->value_length - 13) {
+            s->err = body_fail(ex, MVCC_ERR_CORRUPT);
+            return 1;
+        }
+        p->key_len = klen;
+        p->key = arena_dup(&ex->arena, v + 13, klen);
+        p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+        struct tuple_buf chunks;
+        tuple_buf_init(&chunks);
+        keys_history_chunk_prefix(&ex->m->keys, &chunks, p->key, klen, rev);
+        int err = record_to_kv(ex, p->key, klen, v + 13 + klen,
+                               (size_t)row->value_length - 13 - klen, rev, &chunks, 1, &p->e->kv,
+                               NULL);
+        tuple_buf_free(&chunks);
+        if (err) {
+            s->err = err;
+            return 1;
+        }
+    } else if (v[0] == EVENT_PUT) {
         p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
         p->value = history_get_start(ex, p->key, p->key_len, rev);
     } else {
@@ -1989,7 +2169,7 @@ static int events_resolve(struct exec *ex, struct events_scan *s, struct mvcc_ev
                                          &p->e->prev_kv);
         }
         /* A PUT whose record is a tombstone: the same write deleted the key again, and
-         * its DELETE event follows. */
+         * its DELETE event follows (the record was too large for log_put_inline). */
         if (!err && p->e->kv)
             out->events[out->n++] = p->e;
     }
