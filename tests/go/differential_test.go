@@ -1,7 +1,8 @@
 package tests
 
 // TestKVDifferentialAgainstEtcd sends one seeded random stream of requests (Put, Range,
-// DeleteRange, Txn with nested Txns, Compact, LeaseGrant and LeaseRevoke with keys attached,
+// DeleteRange, Txn with nested Txns, Compact, LeaseGrant, LeaseRevoke with keys attached,
+// LeaseTimeToLive and LeaseLeases,
 // with most of their options and many invalid ones) to the real etcd and to etcd-fdb, and
 // requires the same answer from both, request by request: the same keys, values, versions,
 // leases, counts, flags and errors (gRPC code and message). At the end it reads every key at
@@ -206,6 +207,22 @@ func (d *diffSide) norm(resp interface{}) string {
 		return fmt.Sprintf("grant h=%s id=%x ttl=%d error=%q", d.header(r.Header), r.ID, r.TTL, r.Error)
 	case *pb.LeaseRevokeResponse:
 		return fmt.Sprintf("revoke h=%s", d.header(r.Header))
+	case *pb.LeaseTimeToLiveResponse:
+		// The remaining TTL depends on when each server was asked: only its sign counts.
+		keys := make([]string, len(r.Keys))
+		for i, k := range r.Keys {
+			keys[i] = fmt.Sprintf("%q", k)
+		}
+		sort.Strings(keys) // etcd lists them from a map
+		return fmt.Sprintf("ttl h=%s id=%x granted=%d remaining>0=%v remaining=-1:%v keys=%v",
+			d.header(r.Header), r.ID, r.GrantedTTL, r.TTL > 0, r.TTL == -1, keys)
+	case *pb.LeaseLeasesResponse:
+		ids := make([]string, len(r.Leases))
+		for i, l := range r.Leases {
+			ids[i] = fmt.Sprintf("%x", l.ID)
+		}
+		sort.Strings(ids)
+		return fmt.Sprintf("leases h=%s %v", d.header(r.Header), ids)
 	}
 	return fmt.Sprintf("unexpected %T", resp)
 }
@@ -391,6 +408,16 @@ func (d *diffSide) call(req interface{}) string {
 	case *pb.LeaseRevokeRequest:
 		var x *pb.LeaseRevokeResponse
 		if x, err = d.lease.LeaseRevoke(ctx, r); err == nil {
+			resp, header = x, x.Header
+		}
+	case *pb.LeaseTimeToLiveRequest:
+		var x *pb.LeaseTimeToLiveResponse
+		if x, err = d.lease.LeaseTimeToLive(ctx, r); err == nil {
+			resp, header = x, x.Header
+		}
+	case *pb.LeaseLeasesRequest:
+		var x *pb.LeaseLeasesResponse
+		if x, err = d.lease.LeaseLeases(ctx, r); err == nil {
 			resp, header = x, x.Header
 		}
 	}
@@ -635,7 +662,7 @@ func (g *diffGen) next() diffOp {
 	case n < 67:
 		b := g.deleteReq()
 		return diffOp{"DeleteRange", func(d *diffSide) interface{} { return b(d) }, 0}
-	case n < 94:
+	case n < 93:
 		g.inTxn, g.txnIgnore = true, g.rng.Intn(2) == 0
 		b := g.txnReq(0)
 		g.inTxn = false
@@ -645,10 +672,20 @@ func (g *diffGen) next() diffOp {
 		return diffOp{"LeaseGrant", func(d *diffSide) interface{} {
 			return &pb.LeaseGrantRequest{ID: id, TTL: ttl}
 		}, 0}
-	case n < 97:
+	case n < 96:
 		id := g.leaseID()
 		return diffOp{"LeaseRevoke", func(d *diffSide) interface{} {
 			return &pb.LeaseRevokeRequest{ID: id}
+		}, 0}
+	case n < 97:
+		id, keys := g.leaseID(), g.rng.Intn(2) == 0
+		if g.rng.Intn(4) == 0 {
+			return diffOp{"LeaseLeases", func(d *diffSide) interface{} {
+				return &pb.LeaseLeasesRequest{}
+			}, 0}
+		}
+		return diffOp{"LeaseTimeToLive", func(d *diffSide) interface{} {
+			return &pb.LeaseTimeToLiveRequest{ID: id, Keys: keys}
 		}, 0}
 	default:
 		revRank := g.revRank()
