@@ -729,6 +729,16 @@ static int range_valid(const Etcdserverpb__RangeRequest *req)
     return 0;
 }
 
+/* A Range's revision (0: the newest) must be neither in the future nor compacted. */
+static int range_rev_valid(struct exec *ex, int64_t rev)
+{
+    if (rev > ex->cur_rev)
+        return body_fail(ex, MVCC_ERR_FUTURE_REV);
+    if (rev > 0 && rev < ex->compact_rev)
+        return body_fail(ex, MVCC_ERR_COMPACTED);
+    return 0;
+}
+
 /* Executes a Range inside the current attempt (also for Range ops of a Txn). */
 static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
                       Etcdserverpb__RangeResponse *resp, int snapshot)
@@ -736,10 +746,9 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
     etcdserverpb__range_response__init(resp);
     int64_t read_rev = ex->writes ? 0 : ex->cur_rev; /* after own writes: the new one */
     int64_t rev = req->revision;
-    if (rev > ex->cur_rev && !(ex->writes && rev == 0))
-        return body_fail(ex, MVCC_ERR_FUTURE_REV);
-    if (rev > 0 && rev < ex->compact_rev)
-        return body_fail(ex, MVCC_ERR_COMPACTED);
+    int err = range_rev_valid(ex, rev);
+    if (err)
+        return err;
     /* As etcd: only an explicit sort order reads the whole range; a sort target without
      * one sorts the first limit + 1 keys (in key order) and keeps limit of them. */
     int sorted = req->sort_order != ETCDSERVERPB__RANGE_REQUEST__SORT_ORDER__NONE;
@@ -760,7 +769,6 @@ static int exec_range(struct exec *ex, const Etcdserverpb__RangeRequest *req,
      * sees no own writes. */
     int counted_apart = snapshot && l.want != SIZE_MAX && !ex->writes && req->range_end.len;
     l.stop_when_full = counted_apart;
-    int err = 0;
     if (latest) {
         err = range_latest(ex, &req->key, &req->range_end, snapshot, &l);
         if (!err && own)
@@ -1047,7 +1055,14 @@ static int lease_exists(struct exec *ex, int64_t lease, int *exists)
     return err;
 }
 
-/* The key's newest KeyValue (NULL if none), with a read conflict on it. */
+/* A Put's lease must exist: "requested lease not found" otherwise. */
+static int put_lease_valid(struct exec *ex, int64_t lease)
+{
+    int exists;
+    int err = lease_exists(ex, lease, &exists);
+    return err ? err : exists ? 0 : body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
+}
+
 /* Whether the transaction wrote key; *out is then its newest KeyValue (NULL: deleted). */
 static int own_find(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
 {
@@ -1056,6 +1071,7 @@ static int own_find(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__Key
     return w != NULL;
 }
 
+/* The key's newest KeyValue (NULL if none), with a read conflict on it. */
 static int get_latest(struct exec *ex, const ProtobufCBinaryData *key, Mvccpb__KeyValue **out)
 {
     if (own_find(ex, key, out))
@@ -1086,12 +1102,9 @@ static int exec_put(struct exec *ex, const Etcdserverpb__PutRequest *req,
         return body_fail(ex, MVCC_ERR_KEY_NOT_FOUND);
     int64_t lease = req->ignore_lease ? existing->lease : req->lease;
     if (lease && !req->ignore_lease && !ex->path_checked) {
-        int exists;
-        err = lease_exists(ex, lease, &exists);
+        err = put_lease_valid(ex, lease);
         if (err)
             return err;
-        if (!exists)
-            return body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
     }
     const ProtobufCBinaryData *value = req->ignore_value ? &existing->value : &req->value;
     write_put(ex, &req->key, value, lease, existing);
@@ -1685,12 +1698,8 @@ static int check_put(struct exec *ex, const Etcdserverpb__PutRequest *req)
         if (!err && !existing)
             err = body_fail(ex, MVCC_ERR_KEY_NOT_FOUND);
     }
-    if (!err && req->lease) {
-        int exists;
-        err = lease_exists(ex, req->lease, &exists);
-        if (!err && !exists)
-            err = body_fail(ex, MVCC_ERR_LEASE_NOT_FOUND);
-    }
+    if (!err && req->lease)
+        err = put_lease_valid(ex, req->lease);
     return err;
 }
 
@@ -1708,11 +1717,7 @@ static int check_path(struct exec *ex, const Etcdserverpb__TxnRequest *req,
             err = check_path(ex, ops[i]->request_txn, path->children[i], ranges);
         } else if (ranges &&
                    ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_RANGE) {
-            int64_t rev = ops[i]->request_range->revision;
-            if (rev > ex->cur_rev)
-                err = body_fail(ex, MVCC_ERR_FUTURE_REV);
-            else if (rev > 0 && rev < ex->compact_rev)
-                err = body_fail(ex, MVCC_ERR_COMPACTED);
+            err = range_rev_valid(ex, ops[i]->request_range->revision);
         } else if (!ranges &&
                    ops[i]->request_case == ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT) {
             err = check_put(ex, ops[i]->request_put);
@@ -2055,6 +2060,20 @@ static FDBFuture *history_get_start(struct exec *ex, const uint8_t *key, size_t 
     return ex->api->transaction_get(ex->tr, ex->k1.data, (int)ex->k1.len, 1);
 }
 
+/* A history record of (key, rev) as a KeyValue; chunks of a long value are read from the
+ * history chunk keys of rev. */
+static int history_record_to_kv(struct exec *ex, const uint8_t *key, size_t key_len,
+                                const uint8_t *v, size_t len, int64_t rev,
+                                Mvccpb__KeyValue **out, int *tombstone)
+{
+    struct tuple_buf chunks;
+    tuple_buf_init(&chunks);
+    keys_history_chunk_prefix(&ex->m->keys, &chunks, key, key_len, rev);
+    int rc = record_to_kv(ex, key, key_len, v, len, rev, &chunks, 1, out, tombstone);
+    tuple_buf_free(&chunks);
+    return rc;
+}
+
 /* Finishes a history read as a KeyValue, or NULL if absent or a tombstone. Consumes f. */
 static int history_get_finish(struct exec *ex, FDBFuture *f, const uint8_t *key,
                               size_t key_len, int64_t rev, Mvccpb__KeyValue **out)
@@ -2071,12 +2090,8 @@ static int history_get_finish(struct exec *ex, FDBFuture *f, const uint8_t *key,
         ex->api->future_destroy(f);
         return err;
     }
-    struct tuple_buf chunks;
-    tuple_buf_init(&chunks);
-    keys_history_chunk_prefix(&ex->m->keys, &chunks, key, key_len, rev);
     int tomb = 0;
-    int rc = record_to_kv(ex, key, key_len, v, (size_t)len, rev, &chunks, 1, out, &tomb);
-    tuple_buf_free(&chunks);
+    int rc = history_record_to_kv(ex, key, key_len, v, (size_t)len, rev, out, &tomb);
     ex->api->future_destroy(f);
     if (!rc && tomb)
         *out = NULL;
@@ -2103,8 +2118,6 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
     memset(p, 0, sizeof(*p));
     for (int i = 0; i < 8; i++)
         p->prev = p->prev << 8 | v[1 + i];
-    p->key_len = (size_t)row->value_length - 9;
-    p->key = arena_dup(&ex->arena, v + 9, p->key_len);
     p->rev = rev;
     p->e = alloc0(ex, sizeof(*p->e));
     mvccpb__event__init(p->e);
@@ -2117,26 +2130,26 @@ static int event_row(struct exec *ex, const FDBKeyValue *row, void *arg)
         p->key_len = klen;
         p->key = arena_dup(&ex->arena, v + 13, klen);
         p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
-        struct tuple_buf chunks;
-        tuple_buf_init(&chunks);
-        keys_history_chunk_prefix(&ex->m->keys, &chunks, p->key, klen, rev);
-        int err = record_to_kv(ex, p->key, klen, v + 13 + klen,
-                               (size_t)row->value_length - 13 - klen, rev, &chunks, 1, &p->e->kv,
-                               NULL);
-        tuple_buf_free(&chunks);
+        int err = history_record_to_kv(ex, p->key, klen, v + 13 + klen,
+                                       (size_t)row->value_length - 13 - klen, rev, &p->e->kv,
+                                       NULL);
         if (err) {
             s->err = err;
             return 1;
         }
-    } else if (v[0] == EVENT_PUT) {
-        p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
-        p->value = history_get_start(ex, p->key, p->key_len, rev);
     } else {
-        p->e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
-        p->e->kv = alloc0(ex, sizeof(*p->e->kv));
-        mvccpb__key_value__init(p->e->kv);
-        p->e->kv->key = copy_bytes(ex, p->key, p->key_len);
-        p->e->kv->mod_revision = rev;
+        p->key_len = (size_t)row->value_length - 9;
+        p->key = arena_dup(&ex->arena, v + 9, p->key_len);
+        if (v[0] == EVENT_PUT) {
+            p->e->type = MVCCPB__EVENT__EVENT_TYPE__PUT;
+            p->value = history_get_start(ex, p->key, p->key_len, rev);
+        } else {
+            p->e->type = MVCCPB__EVENT__EVENT_TYPE__DELETE;
+            p->e->kv = alloc0(ex, sizeof(*p->e->kv));
+            mvccpb__key_value__init(p->e->kv);
+            p->e->kv->key = copy_bytes(ex, p->key, p->key_len);
+            p->e->kv->mod_revision = rev;
+        }
     }
     if (s->with_prev_kv && p->prev)
         p->prev_value = history_get_start(ex, p->key, p->key_len, p->prev);

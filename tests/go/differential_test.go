@@ -164,6 +164,10 @@ func (d *diffSide) kvString(kv *mvccpb.KeyValue) string {
 		d.rank(kv.CreateRevision), d.rank(kv.ModRevision), kv.Lease)
 }
 
+func (d *diffSide) eventString(ev *mvccpb.Event) string {
+	return fmt.Sprintf("%s %s prev=%s", ev.Type, d.kvString(ev.Kv), d.kvString(ev.PrevKv))
+}
+
 func (d *diffSide) kvsString(kvs []*mvccpb.KeyValue) string {
 	parts := make([]string, len(kvs))
 	for i, kv := range kvs {
@@ -290,7 +294,7 @@ func (w *diffWatch) history(t *testing.T) []string {
 				}
 				continue
 			}
-			out = append(out, fmt.Sprintf("%s %s prev=%s", ev.Type, d.kvString(ev.Kv), d.kvString(ev.PrevKv)))
+			out = append(out, d.eventString(ev))
 			seen = seen || ev.Kv.ModRevision >= newest
 		case err := <-w.errc:
 			t.Fatalf("%s: watch: %v (after %d events)", d.name, err, len(out))
@@ -315,8 +319,7 @@ func quietHistories(ws []*diffWatch, quiet time.Duration) [][]string {
 				select {
 				case ev := <-w.events:
 					if ev != nil {
-						out[i] = append(out[i], fmt.Sprintf("%s %s prev=%s", ev.Type, w.side.kvString(ev.Kv),
-							w.side.kvString(ev.PrevKv)))
+						out[i] = append(out[i], w.side.eventString(ev))
 					}
 					got = true
 					continue
@@ -367,66 +370,48 @@ type diffOp struct {
 	compactRank int // the rank a Compact names
 }
 
+// headered is every etcd response: each has a header.
+type headered interface{ GetHeader() *pb.ResponseHeader }
+
+// invoke calls one unary method of a client.
+func invoke[Q any, R headered](ctx context.Context, f func(context.Context, Q, ...grpc.CallOption) (R, error), q Q) (headered, error) {
+	return f(ctx, q)
+}
+
 // call sends the request and returns the normalised answer; a write's revision is recorded.
 func (d *diffSide) call(req interface{}) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var resp interface{}
-	var header *pb.ResponseHeader
+	var resp headered
 	var err error
 	switch r := req.(type) {
 	case *pb.RangeRequest:
-		var x *pb.RangeResponse
-		if x, err = d.kv.Range(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.kv.Range, r)
 	case *pb.PutRequest:
-		var x *pb.PutResponse
-		if x, err = d.kv.Put(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.kv.Put, r)
 	case *pb.DeleteRangeRequest:
-		var x *pb.DeleteRangeResponse
-		if x, err = d.kv.DeleteRange(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.kv.DeleteRange, r)
 	case *pb.TxnRequest:
-		var x *pb.TxnResponse
-		if x, err = d.kv.Txn(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.kv.Txn, r)
 	case *pb.CompactionRequest:
-		var x *pb.CompactionResponse
-		if x, err = d.kv.Compact(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.kv.Compact, r)
 	case *pb.LeaseGrantRequest:
-		var x *pb.LeaseGrantResponse
-		if x, err = d.lease.LeaseGrant(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.lease.LeaseGrant, r)
 	case *pb.LeaseRevokeRequest:
-		var x *pb.LeaseRevokeResponse
-		if x, err = d.lease.LeaseRevoke(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.lease.LeaseRevoke, r)
 	case *pb.LeaseTimeToLiveRequest:
-		var x *pb.LeaseTimeToLiveResponse
-		if x, err = d.lease.LeaseTimeToLive(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.lease.LeaseTimeToLive, r)
 	case *pb.LeaseLeasesRequest:
-		var x *pb.LeaseLeasesResponse
-		if x, err = d.lease.LeaseLeases(ctx, r); err == nil {
-			resp, header = x, x.Header
-		}
+		resp, err = invoke(ctx, d.lease.LeaseLeases, r)
+	default:
+		return fmt.Sprintf("unexpected request %T", req)
 	}
 	if err != nil {
 		st := status.Convert(err)
 		return fmt.Sprintf("error %s: %s", st.Code(), st.Message())
 	}
-	if header != nil && header.Revision > d.revs[len(d.revs)-1] {
-		d.revs = append(d.revs, header.Revision)
+	if h := resp.GetHeader(); h != nil && h.Revision > d.revs[len(d.revs)-1] {
+		d.revs = append(d.revs, h.Revision)
 	}
 	return d.norm(resp)
 }
